@@ -1,0 +1,50 @@
+# Airlock's entry points. CI runs `make test` (see .ci/run); the README's quick start is `make demo` and `make test`.
+SHELL := /usr/bin/env bash
+CARGO ?= cargo
+
+.PHONY: all build test lint unit e2e up down demo bench crds controlplane clean-env
+
+all: build
+
+build:
+	$(CARGO) build --workspace
+
+## test: the full suite — formatting, clippy, unit tests, then end-to-end tests against a real control plane.
+test: lint unit e2e
+
+lint:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+unit:
+	$(CARGO) test --workspace --exclude airlock-e2e
+
+e2e:
+	e2e/run.sh
+
+## up/down: a local environment to work in; `make up` ends with `export KUBECONFIG=...`.
+up:
+	@e2e/env.sh up
+
+down:
+	@e2e/env.sh down
+
+demo:
+	e2e/demo.sh
+
+bench:
+	@echo "No benchmarks yet: the webhook, sidecar, detection engine and operator benchmarks arrive with their issues."
+
+## crds: regenerate the chart's CRD YAML from the Rust types.
+crds:
+	$(CARGO) run -q -p airlock-crds --bin crdgen
+
+## controlplane: build (or reuse) the pinned control-plane binaries and print where they are.
+controlplane:
+	e2e/controlplane/build.sh
+
+clean-env:
+	-e2e/controlplane/down.sh .airlock/dev
+	-e2e/controlplane/down.sh .airlock/e2e
+	-e2e/controlplane/down.sh .airlock/demo
+	rm -rf .airlock
