@@ -11,8 +11,7 @@
 use std::{future::Future, path::PathBuf, time::Duration};
 
 use k8s_openapi::{
-    api::core::v1::Namespace,
-    apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
+    api::core::v1::Namespace, apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition,
 };
 use kube::{
     Api, Client, Config, ResourceExt,
@@ -62,7 +61,10 @@ pub fn tool(name: &str) -> std::process::Command {
 
 /// Runs a tool and returns its output, failing the test with its stderr when it exits non-zero.
 pub fn run_tool(name: &str, args: &[&str]) -> String {
-    let out = tool(name).args(args).output().unwrap_or_else(|e| panic!("cannot run {name}: {e}"));
+    let out = tool(name)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {name}: {e}"));
     assert!(
         out.status.success(),
         "{name} {} failed: {}",
@@ -106,13 +108,16 @@ where
         }
     }))
     .expect("namespace literal");
-    let ns = namespaces.create(&PostParams::default(), &ns).await.expect("creating a temp namespace");
+    let ns = namespaces
+        .create(&PostParams::default(), &ns)
+        .await
+        .expect("creating a temp namespace");
     let name = ns.name_any();
 
     let outcome = tokio::spawn(test(client.clone(), name.clone())).await;
 
     if let Err(e) = namespaces.delete(&name, &DeleteParams::background()).await {
-        eprintln!("warning: could not delete namespace {name}: {e}");
+        tracing::warn!(namespace = %name, error = %e, "could not delete the temp namespace");
     }
     if let Err(e) = outcome {
         if e.is_panic() {
@@ -145,7 +150,10 @@ where
         if let Some(v) = check().await {
             return v;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
 }
@@ -164,7 +172,9 @@ pub mod fixtures {
     }
 
     fn dir(kind: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../crds/tests/data").join(kind)
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../crds/tests/data")
+            .join(kind)
     }
 
     /// Every fixture in `crds/tests/data/<kind>/`, sorted by file name.
@@ -191,7 +201,11 @@ pub mod fixtures {
                     })
                     .filter(|v: &serde_json::Value| !v.is_null())
                     .collect();
-                Fixture { path, documents, expect }
+                Fixture {
+                    path,
+                    documents,
+                    expect,
+                }
             })
             .collect()
     }

@@ -9,7 +9,10 @@ use airlock_e2e::{
 use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod};
 use kube::{
     Api, Client, ResourceExt,
-    api::{ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams, PostParams},
+    api::{
+        ApiResource, DeleteParams, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+        PostParams,
+    },
 };
 use serde_json::{Value, json};
 
@@ -53,13 +56,19 @@ fn is_subset(want: &Value, got: &Value) -> bool {
 async fn talks_to_the_pinned_real_kube_apiserver() {
     let client = client().await;
     let info = client.apiserver_version().await.expect("GET /version");
-    println!("kube-apiserver {} ({}, {})", info.git_version, info.go_version, info.platform);
+    println!(
+        "kube-apiserver {} ({}, {})",
+        info.git_version, info.go_version, info.platform
+    );
 
     let pinned = include_str!("../controlplane/versions.env")
         .lines()
         .find_map(|l| l.strip_prefix("KUBERNETES_VERSION="))
         .expect("versions.env pins KUBERNETES_VERSION");
-    assert_eq!(info.git_version, pinned, "the cluster under test is not the pinned build");
+    assert_eq!(
+        info.git_version, pinned,
+        "the cluster under test is not the pinned build"
+    );
     assert_eq!(info.major, "1");
 }
 
@@ -68,7 +77,10 @@ async fn crds_install_with_short_names_and_the_airlock_category() {
     let client = client().await;
     install_crds(&client).await;
 
-    let resources = run_tool("kubectl", &["api-resources", "--api-group=airlock.dev", "-o", "wide"]);
+    let resources = run_tool(
+        "kubectl",
+        &["api-resources", "--api-group=airlock.dev", "-o", "wide"],
+    );
     for (plural, short) in [
         ("aisecurityprofiles", "aisp"),
         ("airuntimeinstances", "airi"),
@@ -79,8 +91,14 @@ async fn crds_install_with_short_names_and_the_airlock_category() {
             .find(|l| l.starts_with(plural))
             .unwrap_or_else(|| panic!("{plural} missing from api-resources:\n{resources}"));
         assert!(line.contains(short), "{plural} has no short name {short}: {line}");
-        assert!(line.contains("false"), "{plural} must be cluster-scoped (NAMESPACED=false): {line}");
-        assert!(line.contains("airlock"), "{plural} is not in the airlock category: {line}");
+        assert!(
+            line.contains("false"),
+            "{plural} must be cluster-scoped (NAMESPACED=false): {line}"
+        );
+        assert!(
+            line.contains("airlock"),
+            "{plural} is not in the airlock category: {line}"
+        );
     }
     // The category makes `kubectl get airlock` list all three kinds.
     run_tool("kubectl", &["get", "airlock"]);
@@ -98,7 +116,12 @@ async fn valid_examples_of_each_kind_are_stored_and_read_back() {
             let (name, obj) = with_unique_name(doc, "valid");
             api.create(&PostParams::default(), &obj)
                 .await
-                .unwrap_or_else(|e| panic!("{}: the API server rejected a valid object: {e}", fixture.path.display()));
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "{}: the API server rejected a valid object: {e}",
+                        fixture.path.display()
+                    )
+                });
             let back = api.get(&name).await.expect("read back");
             let back = serde_json::to_value(&back).expect("serialisable");
             assert!(
@@ -125,7 +148,11 @@ async fn invalid_objects_are_rejected_with_their_validation_message() {
     install_crds(&client).await;
 
     let invalid = fixtures::load("invalid");
-    assert!(invalid.len() >= 6, "expected at least 6 invalid fixtures, found {}", invalid.len());
+    assert!(
+        invalid.len() >= 6,
+        "expected at least 6 invalid fixtures, found {}",
+        invalid.len()
+    );
     let mut failures = Vec::new();
     for fixture in &invalid {
         let expect = fixture
@@ -140,12 +167,18 @@ async fn invalid_objects_are_rejected_with_their_validation_message() {
         match api.create(&PostParams::default(), &obj).await {
             Ok(_) => {
                 let _ = api.delete(&name, &DeleteParams::default()).await;
-                failures.push(format!("{}: accepted, expected rejection with {expect:?}", fixture.path.display()));
+                failures.push(format!(
+                    "{}: accepted, expected rejection with {expect:?}",
+                    fixture.path.display()
+                ));
             }
             Err(kube::Error::Api(status)) if status.code == 422 && status.message.contains(expect) => {
                 println!("{}: rejected: {}", fixture.path.display(), status.message);
             }
-            Err(e) => failures.push(format!("{}: expected a 422 containing {expect:?}, got {e}", fixture.path.display())),
+            Err(e) => failures.push(format!(
+                "{}: expected a 422 containing {expect:?}, got {e}",
+                fixture.path.display()
+            )),
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
@@ -169,15 +202,19 @@ async fn kubectl_explain_shows_the_field_docs() {
     let first_words: String = doc.split_whitespace().take(6).collect::<Vec<_>>().join(" ");
 
     // The API server publishes a new CRD's OpenAPI a moment after it is established.
-    let out = eventually("kubectl explain to show spec.dataProtection", Duration::from_secs(60), || async {
-        let out = airlock_e2e::tool("kubectl")
-            .args(["explain", "aisecurityprofile.spec.dataProtection"])
-            .output()
-            .ok()?;
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
-        (out.status.success() && flat.contains(&first_words)).then_some(text)
-    })
+    let out = eventually(
+        "kubectl explain to show spec.dataProtection",
+        Duration::from_secs(60),
+        || async {
+            let out = airlock_e2e::tool("kubectl")
+                .args(["explain", "aisecurityprofile.spec.dataProtection"])
+                .output()
+                .ok()?;
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            let flat = text.split_whitespace().collect::<Vec<_>>().join(" ");
+            (out.status.success() && flat.contains(&first_words)).then_some(text)
+        },
+    )
     .await;
     assert!(out.contains("FIELD: dataProtection"), "{out}");
     assert!(out.contains("FIELDS:"), "explain lists the nested fields: {out}");
@@ -195,7 +232,9 @@ async fn status_subresource_keeps_conditions_and_printer_columns_show_them() {
         .expect("a valid profile fixture");
     let api = api_for(&client, &profile);
     let (name, obj) = with_unique_name(&profile, "status");
-    api.create(&PostParams::default(), &obj).await.expect("create profile");
+    api.create(&PostParams::default(), &obj)
+        .await
+        .expect("create profile");
 
     let status = json!({
         "apiVersion": profile["apiVersion"], "kind": "AISecurityProfile",
@@ -209,9 +248,13 @@ async fn status_subresource_keeps_conditions_and_printer_columns_show_them() {
             }]
         }
     });
-    api.patch_status(&name, &PatchParams::apply(FIELD_MANAGER).force(), &Patch::Apply(&status))
-        .await
-        .expect("status subresource accepts conditions");
+    api.patch_status(
+        &name,
+        &PatchParams::apply(FIELD_MANAGER).force(),
+        &Patch::Apply(&status),
+    )
+    .await
+    .expect("status subresource accepts conditions");
 
     let table = run_tool("kubectl", &["get", "aisp", &name]);
     let mut lines = table.lines();
@@ -220,7 +263,10 @@ async fn status_subresource_keeps_conditions_and_printer_columns_show_them() {
         assert!(header.contains(column), "missing column {column}: {table}");
     }
     let row = lines.next().unwrap_or_default();
-    assert!(row.contains("True") && row.contains('3'), "row shows READY and INSTANCES: {table}");
+    assert!(
+        row.contains("True") && row.contains('3'),
+        "row shows READY and INSTANCES: {table}"
+    );
 
     // A spec change must not be able to overwrite status (the subresource separates them).
     let back = api.get(&name).await.expect("get");
@@ -245,7 +291,10 @@ async fn a_deployment_gets_running_pods_with_ips_on_simulated_nodes() {
             }
         }))
         .expect("deployment literal");
-        deployments.create(&PostParams::default(), &deployment).await.expect("create deployment");
+        deployments
+            .create(&PostParams::default(), &deployment)
+            .await
+            .expect("create deployment");
 
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
         let running = eventually("2 running pods with IPs", Duration::from_secs(60), || async {
