@@ -6,6 +6,7 @@
 
 pub mod error;
 pub mod mutate;
+pub mod review;
 pub mod validate;
 
 pub use error::{Error, Result};
