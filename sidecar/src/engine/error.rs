@@ -1,0 +1,34 @@
+//! Errors from compiling an engine configuration.
+
+/// A configuration the engine cannot compile. Built-in rules always compile; only user input fails.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// A custom DLP pattern is not a valid `regex` crate pattern (or is too large).
+    #[error("custom pattern `{name}` has an invalid regex")]
+    InvalidCustomRegex {
+        name: String,
+        #[source]
+        source: regex::Error,
+    },
+    /// A custom DLP pattern has no name or matches the empty string.
+    #[error("custom pattern `{name}` is invalid: {reason}")]
+    InvalidCustomPattern { name: String, reason: &'static str },
+    /// A topic has no name or no usable phrase.
+    #[error("topic `{name}` is invalid: {reason}")]
+    InvalidTopic { name: String, reason: &'static str },
+    /// The phrase automaton could not be built (too many or too long phrases).
+    #[error("topic phrases could not be compiled")]
+    TopicAutomaton(#[source] aho_corasick::BuildError),
+}
+
+impl EngineError {
+    /// A short, low-cardinality label for failure metrics.
+    pub fn metric_label(&self) -> &'static str {
+        match self {
+            EngineError::InvalidCustomRegex { .. } | EngineError::InvalidCustomPattern { .. } => {
+                "custom_pattern"
+            }
+            EngineError::InvalidTopic { .. } | EngineError::TopicAutomaton(_) => "topic",
+        }
+    }
+}

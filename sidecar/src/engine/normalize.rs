@@ -1,0 +1,360 @@
+//! The one normalization pass shared by all detectors, with a span map back to the original text.
+//!
+//! [`normalize`] produces the *folded* view: compatibility decomposition (NFKC-equivalent for matching:
+//! fullwidth, ligatures and mathematical letters become ASCII), Latin diacritics dropped, lowercase,
+//! Cyrillic/Greek lookalikes folded to Latin, invisible characters removed and whitespace runs collapsed.
+//! The *leet* view additionally folds `0→o 1→i 3→e 4→a 5→s 7→t @→a $→s`; it only maps ASCII to ASCII, so it
+//! shares the folded view's byte offsets and span map. DLP and URL detectors read the original text
+//! instead (digits and case matter there). Phrase lists are folded with [`fold_phrase`], the same function,
+//! so both sides always agree.
+
+use unicode_normalization::char::{decompose_canonical, decompose_compatible};
+
+/// Which invisible characters were used and where (original byte offsets).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HiddenText {
+    /// Zero-width characters between two ASCII letters or digits (splitting words to evade filters).
+    pub zero_width: Option<Span>,
+    pub zero_width_count: usize,
+    /// Bidi overrides and isolates (Trojan Source style reordering).
+    pub bidi: Option<Span>,
+    pub bidi_count: usize,
+    /// Unicode tag characters outside emoji flag sequences, and the ASCII text they spell.
+    pub tags: Option<Span>,
+    pub tag_text: String,
+    /// Long runs of variation selectors (data smuggled in "emoji" selectors).
+    pub selectors: Option<Span>,
+}
+
+/// A half-open byte range in the original text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    pub start: usize,
+    pub end: usize,
+}
+
+impl Span {
+    fn cover(span: &mut Option<Span>, start: usize, end: usize) {
+        match span {
+            Some(s) => {
+                s.start = s.start.min(start);
+                s.end = s.end.max(end);
+            }
+            None => *span = Some(Span { start, end }),
+        }
+    }
+}
+
+/// The normalized views of one text.
+#[derive(Clone, Debug, Default)]
+pub struct Normalized {
+    /// Folded text (see module docs).
+    pub folded: String,
+    /// The folded text with leetspeak folded too; same length and offsets as `folded`.
+    pub leet: String,
+    /// For each byte of `folded`, the original char it came from as (start, end).
+    map: Vec<(u32, u32)>,
+    pub hidden: HiddenText,
+}
+
+impl Normalized {
+    /// Maps a byte range of the folded view back to the original text. Always on original char boundaries.
+    pub fn to_original(&self, start: usize, end: usize) -> (usize, usize) {
+        if self.map.is_empty() {
+            return (0, 0);
+        }
+        let s = start.min(self.map.len() - 1);
+        let e = end.clamp(s + 1, self.map.len());
+        let (os, _) = self.map[s];
+        let (_, oe) = self.map[e - 1];
+        (os as usize, (oe as usize).max(os as usize))
+    }
+}
+
+/// Characters that render as nothing and are dropped from the folded view.
+pub fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{115F}' | '\u{1160}' | '\u{17B4}' | '\u{17B5}' | '\u{180E}'
+        | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}'
+        | '\u{3164}' | '\u{FE00}'..='\u{FE0F}' | '\u{FEFF}' | '\u{FFA0}'
+        | '\u{E0000}'..='\u{E007F}' | '\u{E0100}'..='\u{E01EF}')
+}
+
+fn is_latin_with_marks(c: char) -> bool {
+    matches!(c, '\u{00C0}'..='\u{024F}' | '\u{1E00}'..='\u{1EFF}')
+}
+
+fn is_combining_latin_mark(c: char) -> bool {
+    matches!(c, '\u{0300}'..='\u{036F}')
+}
+
+/// Cyrillic and Greek letters (lowercase) that render like Latin ones.
+fn homoglyph(c: char) -> char {
+    match c {
+        'а' | 'α' | 'ɑ' => 'a',
+        'с' | 'ϲ' => 'c',
+        'ԁ' => 'd',
+        'е' | 'ё' | 'ε' => 'e',
+        'ɡ' => 'g',
+        'һ' => 'h',
+        'і' | 'ї' | 'ι' | 'ı' => 'i',
+        'ј' | 'ϳ' => 'j',
+        'κ' => 'k',
+        'ӏ' => 'l',
+        'ո' => 'n',
+        'о' | 'ο' | 'σ' | 'օ' => 'o',
+        'р' | 'ρ' => 'p',
+        'ԛ' => 'q',
+        'ѕ' => 's',
+        'τ' => 't',
+        'υ' | 'ս' => 'u',
+        'ν' | 'ѵ' => 'v',
+        'ԝ' | 'ω' => 'w',
+        'х' | 'χ' => 'x',
+        'у' | 'γ' => 'y',
+        _ => c,
+    }
+}
+
+/// Leetspeak digits and symbols to letters (ASCII to ASCII, so offsets are unchanged).
+pub fn leet(b: u8) -> u8 {
+    match b {
+        b'0' => b'o',
+        b'1' => b'i',
+        b'3' => b'e',
+        b'4' => b'a',
+        b'5' => b's',
+        b'7' => b't',
+        b'@' => b'a',
+        b'$' => b's',
+        _ => b,
+    }
+}
+
+/// Folds one original char into `out`, calling `push` for every produced char.
+fn fold_char(c: char, push: &mut impl FnMut(char)) {
+    if c.is_ascii() {
+        push(c.to_ascii_lowercase());
+        return;
+    }
+    let mut emit = |d: char| {
+        if is_combining_latin_mark(d) {
+            return;
+        }
+        for l in d.to_lowercase() {
+            if !is_combining_latin_mark(l) {
+                push(homoglyph(l));
+            }
+        }
+    };
+    if matches!(c, '\u{AC00}'..='\u{D7A3}') {
+        // Hangul syllables stay composed: decomposing them to jamo only makes phrases longer.
+        emit(c);
+    } else if is_latin_with_marks(c) {
+        decompose_canonical(c, &mut emit);
+    } else {
+        decompose_compatible(c, |d| {
+            if is_latin_with_marks(d) {
+                decompose_canonical(d, &mut emit);
+            } else {
+                emit(d);
+            }
+        });
+    }
+}
+
+/// Folds a phrase from a data file or a policy exactly as [`normalize`] folds text (without the span map).
+pub fn fold_phrase(phrase: &str, leetspeak: bool) -> String {
+    let n = normalize(phrase);
+    let s = if leetspeak { n.leet } else { n.folded };
+    s.trim().to_string()
+}
+
+/// Normalizes `text` (see module docs). Linear in the input; output is at most a small multiple of it.
+pub fn normalize(text: &str) -> Normalized {
+    let mut folded = String::with_capacity(text.len());
+    let mut map: Vec<(u32, u32)> = Vec::with_capacity(text.len());
+    let mut hidden = HiddenText::default();
+    // Pending whitespace run: (start, end, saw newline).
+    let mut space: Option<(usize, usize, bool)> = None;
+    let mut prev_visible: Option<char> = None;
+    let mut pending_zw: Option<(usize, usize)> = None;
+    let mut selector_run: (usize, usize, usize) = (0, 0, 0);
+    let mut prev_char: Option<char> = None;
+    let mut tag_run_after_flag = false;
+
+    for (i, c) in text.char_indices() {
+        let end = i + c.len_utf8();
+        if is_invisible(c) {
+            match c {
+                '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => {
+                    Span::cover(&mut hidden.bidi, i, end);
+                    hidden.bidi_count += 1;
+                }
+                '\u{E0000}'..='\u{E007F}' => {
+                    if prev_char == Some('\u{1F3F4}') {
+                        tag_run_after_flag = true;
+                    }
+                    if !tag_run_after_flag {
+                        Span::cover(&mut hidden.tags, i, end);
+                        let ascii = (c as u32 - 0xE0000) as u8;
+                        if (0x20..0x7F).contains(&ascii) {
+                            hidden.tag_text.push(ascii as char);
+                        }
+                    }
+                }
+                '\u{FE00}'..='\u{FE0F}' | '\u{E0100}'..='\u{E01EF}' => {
+                    if selector_run.2 == 0 {
+                        selector_run.0 = i;
+                    }
+                    selector_run.1 = end;
+                    selector_run.2 += 1;
+                    if selector_run.2 >= 4 {
+                        Span::cover(&mut hidden.selectors, selector_run.0, selector_run.1);
+                    }
+                }
+                '\u{00AD}' | '\u{200E}' | '\u{200F}' | '\u{061C}' => {}
+                _ => {
+                    if prev_visible.is_some_and(|p| p.is_ascii_alphanumeric()) {
+                        pending_zw = Some(match pending_zw {
+                            Some((s, _)) => (s, end),
+                            None => (i, end),
+                        });
+                    }
+                }
+            }
+            prev_char = Some(c);
+            continue;
+        }
+        if !matches!(c, '\u{FE00}'..='\u{FE0F}' | '\u{E0100}'..='\u{E01EF}') {
+            selector_run.2 = 0;
+        }
+        tag_run_after_flag = false;
+        if let Some((s, e)) = pending_zw.take()
+            && c.is_ascii_alphanumeric()
+        {
+            Span::cover(&mut hidden.zero_width, s, e);
+            hidden.zero_width_count += 1;
+        }
+        prev_visible = Some(c);
+        prev_char = Some(c);
+        if c.is_whitespace() {
+            space = Some(match space {
+                Some((s, _, nl)) => (s, end, nl || c == '\n'),
+                None => (i, end, c == '\n'),
+            });
+            continue;
+        }
+        if let Some((s, e, nl)) = space.take()
+            && !folded.is_empty()
+        {
+            folded.push(if nl { '\n' } else { ' ' });
+            map.push((s as u32, e as u32));
+        }
+        let (s32, e32) = (i as u32, end as u32);
+        fold_char(c, &mut |f| {
+            let before = folded.len();
+            folded.push(f);
+            for _ in before..folded.len() {
+                map.push((s32, e32));
+            }
+        });
+    }
+    // ASCII-to-ASCII byte mapping keeps UTF-8 valid and every offset unchanged.
+    let leet = String::from_utf8(folded.bytes().map(leet).collect()).unwrap_or_else(|_| folded.clone());
+    Normalized {
+        folded,
+        leet,
+        map,
+        hidden,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folds_case_width_diacritics_and_whitespace() {
+        let n = normalize("  IGNORE   Précédentes\tｉｎｓｔｒｕｃｔｉｏｎｓ ﬁle ");
+        assert_eq!(n.folded, "ignore precedentes instructions file");
+    }
+
+    #[test]
+    fn newlines_survive_collapsing() {
+        assert_eq!(normalize("a \n\n b  c").folded, "a\nb c");
+    }
+
+    #[test]
+    fn homoglyphs_fold_to_latin() {
+        // Cyrillic а, е, о, р and Greek ο.
+        assert_eq!(normalize("ignоre аll prеviοus").folded, "ignore all previous");
+    }
+
+    #[test]
+    fn leet_view_shares_offsets() {
+        let n = normalize("1gn0r3 4ll pr3v10u5 1n57ruc710n5");
+        assert_eq!(n.leet, "ignore all previous instructions");
+        assert_eq!(n.leet.len(), n.folded.len());
+    }
+
+    #[test]
+    fn zero_width_inside_words_is_dropped_and_flagged() {
+        let text = "ig\u{200B}no\u{200B}re previous";
+        let n = normalize(text);
+        assert_eq!(n.folded, "ignore previous");
+        let span = n.hidden.zero_width.unwrap();
+        assert_eq!(&text[span.start..span.end], "\u{200B}no\u{200B}");
+        assert_eq!(n.hidden.zero_width_count, 2);
+    }
+
+    #[test]
+    fn emoji_joiners_are_not_flagged() {
+        let n = normalize("family 👨\u{200D}👩\u{200D}👧 ok\u{FE0F}");
+        assert!(n.hidden.zero_width.is_none());
+        assert!(n.hidden.selectors.is_none());
+    }
+
+    #[test]
+    fn tag_characters_are_decoded() {
+        let hidden: String = "ignore"
+            .chars()
+            .map(|c| char::from_u32(0xE0000 + c as u32).unwrap())
+            .collect();
+        let n = normalize(&format!("hello{hidden}"));
+        assert_eq!(n.hidden.tag_text, "ignore");
+        assert_eq!(n.folded, "hello");
+    }
+
+    #[test]
+    fn flag_emoji_tag_sequences_are_not_flagged() {
+        let n = normalize("\u{1F3F4}\u{E0067}\u{E0062}\u{E0073}\u{E0063}\u{E0074}\u{E007F} go scotland");
+        assert!(n.hidden.tags.is_none());
+    }
+
+    #[test]
+    fn bidi_controls_are_flagged() {
+        let n = normalize("access \u{202E}nimda\u{202C} level");
+        assert!(n.hidden.bidi.is_some());
+        assert_eq!(n.hidden.bidi_count, 2);
+    }
+
+    #[test]
+    fn spans_map_back_through_multibyte_and_removed_chars() {
+        let text = "Ｈé\u{200B}llo wörld";
+        let n = normalize(text);
+        assert_eq!(n.folded, "hello world");
+        let at = n.folded.find("world").unwrap();
+        let (s, e) = n.to_original(at, at + 5);
+        assert_eq!(&text[s..e], "wörld");
+        let (s, e) = n.to_original(0, 5);
+        assert_eq!(&text[s..e], "Ｈé\u{200B}llo");
+    }
+
+    #[test]
+    fn cjk_and_hangul_survive() {
+        assert_eq!(normalize("忽略之前的指令").folded, "忽略之前的指令");
+        assert_eq!(normalize("이전 지시를 무시").folded, "이전 지시를 무시");
+        assert_eq!(normalize("ｶﾞ").folded, normalize("ガ").folded);
+    }
+}

@@ -1,0 +1,532 @@
+//! Credentials (category `dlp`, detectors `secret.*`): cloud keys, VCS and SaaS tokens, LLM API keys, JWTs,
+//! PEM private keys and high-entropy values assigned to secret-looking names. Prefixed token formats are
+//! matched exactly (prefix, alphabet, length); context-dependent ones (AWS secret keys, generic
+//! assignments) need their context and enough Shannon entropy. A literal prefilter skips every rule whose
+//! anchor does not occur, so clean text costs one Aho-Corasick pass.
+
+use aho_corasick::AhoCorasick;
+use base64::Engine as _;
+use regex::Regex;
+
+use super::scan::{Budget, Finding};
+use super::{Category, DlpConfig, SecretType};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Check {
+    None,
+    Jwt,
+    Entropy,
+}
+
+#[derive(Debug)]
+struct Rule {
+    detector: &'static str,
+    regex: Regex,
+    /// Capture group holding the secret (0 = whole match).
+    group: usize,
+    score: f32,
+    check: Check,
+    anchors: Vec<usize>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Secrets {
+    prefilter: Option<AhoCorasick>,
+    anchor_count: usize,
+    rules: Vec<Rule>,
+}
+
+type Spec = (
+    SecretType,
+    &'static str,
+    &'static str,
+    usize,
+    f32,
+    Check,
+    &'static [&'static str],
+);
+
+const SPECS: &[Spec] = &[
+    (
+        SecretType::Aws,
+        "secret.aws_access_key",
+        r"(?-u:\b)((?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16})(?-u:\b)",
+        1,
+        0.95,
+        Check::None,
+        &["akia", "asia", "abia", "acca"],
+    ),
+    (
+        SecretType::Aws,
+        "secret.aws_secret_key",
+        r#"(?i)aws.{0,30}(?:secret|private).{0,30}?[=:]\s*["']?([A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+=]|$)"#,
+        1,
+        0.9,
+        Check::Entropy,
+        &["aws"],
+    ),
+    (
+        SecretType::Gcp,
+        "secret.gcp_api_key",
+        r"(?-u:\b)(AIza[0-9A-Za-z_-]{35})(?:[^0-9A-Za-z_-]|$)",
+        1,
+        0.95,
+        Check::None,
+        &["aiza"],
+    ),
+    (
+        SecretType::Gcp,
+        "secret.gcp_service_account",
+        r#""private_key_id"\s*:\s*"([a-f0-9]{40})""#,
+        1,
+        0.95,
+        Check::None,
+        &["private_key_id"],
+    ),
+    (
+        SecretType::Azure,
+        "secret.azure_storage_key",
+        r"(?i)AccountKey=([A-Za-z0-9+/]{86}==)",
+        1,
+        0.95,
+        Check::None,
+        &["accountkey="],
+    ),
+    (
+        SecretType::Azure,
+        "secret.azure_sas",
+        r"[?&]sv=\d{4}-\d{2}-\d{2}[^\s\x22'<>]{0,400}?[?&]sig=([A-Za-z0-9%+/]{30,}(?:=|%3[Dd]){0,2})",
+        1,
+        0.9,
+        Check::None,
+        &["sig="],
+    ),
+    (
+        SecretType::Github,
+        "secret.github_token",
+        r"(?-u:\b)((?:ghp|gho|ghu|ghs|ghr)_[A-Za-z0-9]{36})(?-u:\b)",
+        1,
+        0.95,
+        Check::None,
+        &["ghp_", "gho_", "ghu_", "ghs_", "ghr_"],
+    ),
+    (
+        SecretType::Github,
+        "secret.github_token",
+        r"(?-u:\b)(github_pat_[A-Za-z0-9]{22}_[A-Za-z0-9]{59})(?-u:\b)",
+        1,
+        0.95,
+        Check::None,
+        &["github_pat_"],
+    ),
+    (
+        SecretType::Gitlab,
+        "secret.gitlab_token",
+        r"(?-u:\b)(glpat-[A-Za-z0-9_-]{20})(?:[^A-Za-z0-9_-]|$)",
+        1,
+        0.95,
+        Check::None,
+        &["glpat-"],
+    ),
+    (
+        SecretType::Slack,
+        "secret.slack_token",
+        r"(?-u:\b)(xox[baprs]-[0-9]{8,13}-[A-Za-z0-9-]{8,})",
+        1,
+        0.95,
+        Check::None,
+        &["xoxb-", "xoxa-", "xoxp-", "xoxr-", "xoxs-"],
+    ),
+    (
+        SecretType::Slack,
+        "secret.slack_webhook",
+        r"(https://hooks\.slack\.com/services/T[A-Z0-9]{8,}/B[A-Z0-9]{8,}/[A-Za-z0-9]{20,})",
+        1,
+        0.95,
+        Check::None,
+        &["hooks.slack.com"],
+    ),
+    (
+        SecretType::Stripe,
+        "secret.stripe_key",
+        r"(?-u:\b)((?:sk|rk)_live_[A-Za-z0-9]{24,99})(?-u:\b)",
+        1,
+        0.95,
+        Check::None,
+        &["sk_live_", "rk_live_"],
+    ),
+    (
+        SecretType::Openai,
+        "secret.openai_key",
+        r"(?-u:\b)(sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{16,}T3BlbkFJ[A-Za-z0-9_-]{16,})",
+        1,
+        0.95,
+        Check::None,
+        &["t3blbkfj"],
+    ),
+    (
+        SecretType::Openai,
+        "secret.openai_key",
+        r"(?-u:\b)(sk-(?:proj|svcacct|admin)-[A-Za-z0-9_-]{40,})",
+        1,
+        0.9,
+        Check::None,
+        &["sk-proj-", "sk-svcacct-", "sk-admin-"],
+    ),
+    (
+        SecretType::Openai,
+        "secret.openai_key",
+        r"(?-u:\b)(sk-[A-Za-z0-9]{48})(?-u:\b)",
+        1,
+        0.85,
+        Check::Entropy,
+        &["sk-"],
+    ),
+    (
+        SecretType::Anthropic,
+        "secret.anthropic_key",
+        r"(?-u:\b)(sk-ant-(?:api|admin)\d{2}-[A-Za-z0-9_-]{32,})",
+        1,
+        0.95,
+        Check::None,
+        &["sk-ant-"],
+    ),
+    (
+        SecretType::HuggingFace,
+        "secret.huggingface_token",
+        r"(?-u:\b)(hf_[A-Za-z0-9]{34})(?-u:\b)",
+        1,
+        0.95,
+        Check::None,
+        &["hf_"],
+    ),
+    (
+        SecretType::Jwt,
+        "secret.jwt",
+        r"(?-u:\b)(eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,})",
+        1,
+        0.9,
+        Check::Jwt,
+        &["eyj"],
+    ),
+    (
+        SecretType::PrivateKey,
+        "secret.private_key",
+        r"(?s)(-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----.{0,8192}?(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\z))",
+        1,
+        0.98,
+        Check::None,
+        &["private key"],
+    ),
+    (
+        SecretType::GenericAssignment,
+        "secret.generic_assignment",
+        r#"(?i)(?-u:\b)(?:password|passwd|pwd|passphrase|secret|secret[_-]?key|client[_-]?secret|api[_-]?key|apikey|api[_-]?token|access[_-]?token|auth[_-]?token|private[_-]?key|token|credentials?|db[_-]?pass(?:word)?)["']?\s*(?:=|:|=>|:=)\s*["'`]?([^\s"'`,;]{8,200})"#,
+        1,
+        0.85,
+        Check::Entropy,
+        &["pass", "pwd", "secret", "key", "token", "credential"],
+    ),
+];
+
+impl Secrets {
+    pub(crate) fn new(config: &DlpConfig) -> Secrets {
+        let mut anchors: Vec<&'static str> = Vec::new();
+        let mut rules = Vec::new();
+        for &(kind, detector, pattern, group, score, check, literals) in SPECS {
+            if !config.secrets.contains(&kind) {
+                continue;
+            }
+            // Built-in patterns; a failure is a bug caught by the unit tests, never a runtime error.
+            let Ok(regex) = Regex::new(pattern) else { continue };
+            let ids = literals
+                .iter()
+                .map(|l| match anchors.iter().position(|a| a == l) {
+                    Some(i) => i,
+                    None => {
+                        anchors.push(l);
+                        anchors.len() - 1
+                    }
+                })
+                .collect();
+            rules.push(Rule {
+                detector,
+                regex,
+                group,
+                score,
+                check,
+                anchors: ids,
+            });
+        }
+        let prefilter = aho_corasick::AhoCorasickBuilder::new()
+            .ascii_case_insensitive(true)
+            .build(&anchors)
+            .ok();
+        Secrets {
+            prefilter,
+            anchor_count: anchors.len(),
+            rules,
+        }
+    }
+
+    pub(crate) fn detect(&self, text: &str, out: &mut Vec<Finding>, budget: &Budget) {
+        let Some(pre) = &self.prefilter else { return };
+        let mut seen = vec![false; self.anchor_count];
+        let mut remaining = self.anchor_count;
+        for m in pre.find_overlapping_iter(text) {
+            let i = m.pattern().as_usize();
+            if !seen[i] {
+                seen[i] = true;
+                remaining -= 1;
+                if remaining == 0 {
+                    break;
+                }
+            }
+        }
+        for rule in &self.rules {
+            if !rule.anchors.iter().any(|&a| seen[a]) {
+                continue;
+            }
+            for c in rule.regex.captures_iter(text) {
+                if out.len() >= budget.findings_left {
+                    return;
+                }
+                let Some(m) = c.get(rule.group) else { continue };
+                let ok = match rule.check {
+                    Check::None => true,
+                    Check::Jwt => jwt_header_ok(m.as_str()),
+                    Check::Entropy => high_entropy(m.as_str()),
+                };
+                let dup = out
+                    .iter()
+                    .any(|f| f.category == Category::Dlp && f.start <= m.start() && m.end() <= f.end);
+                if ok && !dup {
+                    out.push(Finding::new(
+                        Category::Dlp,
+                        rule.detector,
+                        rule.score,
+                        m.start(),
+                        m.end(),
+                    ));
+                }
+            }
+        }
+    }
+}
+
+/// The header of a JWT decodes to a JSON object with an `alg`.
+fn jwt_header_ok(token: &str) -> bool {
+    let Some(header) = token.split('.').next() else {
+        return false;
+    };
+    let engine = base64::engine::GeneralPurpose::new(
+        &base64::alphabet::URL_SAFE,
+        base64::engine::GeneralPurposeConfig::new()
+            .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+    );
+    engine
+        .decode(header)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|v| v.get("alg").is_some())
+}
+
+pub(crate) fn shannon_entropy(s: &str) -> f64 {
+    let mut counts = [0u32; 256];
+    for b in s.bytes() {
+        counts[b as usize] += 1;
+    }
+    let len = s.len() as f64;
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| f64::from(c) / len)
+        .map(|p| -p * p.log2())
+        .sum()
+}
+
+/// Looks like a real secret value rather than a placeholder, variable reference or type name.
+fn high_entropy(value: &str) -> bool {
+    let lower = value.to_ascii_lowercase();
+    const PLACEHOLDERS: [&str; 22] = [
+        "xxxx",
+        "****",
+        "<",
+        ">",
+        "${",
+        "{{",
+        "$(",
+        "your",
+        "changeme",
+        "example",
+        "placeholder",
+        "redacted",
+        "os.environ",
+        "process.env",
+        "getenv",
+        "env(",
+        "env.",
+        "config.",
+        "settings.",
+        "secrets.",
+        "self.",
+        "none",
+    ];
+    if PLACEHOLDERS.iter().any(|p| lower.contains(p)) || lower.starts_with('$') || lower.starts_with('%') {
+        return false;
+    }
+    let classes = [
+        value.bytes().any(|b| b.is_ascii_lowercase()),
+        value.bytes().any(|b| b.is_ascii_uppercase()),
+        value.bytes().any(|b| b.is_ascii_digit()),
+        value.bytes().any(|b| !b.is_ascii_alphanumeric()),
+    ]
+    .iter()
+    .filter(|x| **x)
+    .count();
+    // Identifiers and calls (`get_password()`, `str`, `Optional[str]`) are code, not values.
+    let identifier = value
+        .bytes()
+        .all(|b| b.is_ascii_alphabetic() || matches!(b, b'_' | b'.' | b'(' | b')' | b'[' | b']'));
+    !identifier && classes >= 2 && shannon_entropy(value) >= 3.0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn found(text: &str) -> Vec<(&'static str, String)> {
+        static S: std::sync::LazyLock<Secrets> =
+            std::sync::LazyLock::new(|| Secrets::new(&DlpConfig::default()));
+        let s = &*S;
+        let mut out = Vec::new();
+        let budget = Budget {
+            decoded_bytes_left: 0,
+            blobs_left: 0,
+            findings_left: 100,
+            truncated: false,
+        };
+        s.detect(text, &mut out, &budget);
+        out.into_iter()
+            .map(|f| (f.detector, text[f.start..f.end].to_string()))
+            .collect()
+    }
+
+    fn finds(text: &str, detector: &str, value: &str) {
+        let f = found(text);
+        assert!(
+            f.iter().any(|(d, v)| *d == detector && v == value),
+            "{text}: {f:?}"
+        );
+    }
+
+    #[test]
+    fn all_specs_compile() {
+        for spec in SPECS {
+            assert!(Regex::new(spec.2).is_ok(), "{}", spec.1);
+        }
+    }
+
+    #[test]
+    fn prefixed_tokens() {
+        finds(
+            "key AKIAZ7XQ3MPLR5TNWB2E here",
+            "secret.aws_access_key",
+            "AKIAZ7XQ3MPLR5TNWB2E",
+        );
+        finds(
+            "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYzQ8nR2vT4k",
+            "secret.aws_secret_key",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzQ8nR2vT4k",
+        );
+        finds(
+            "k=AIzaSyD3x8Q-2kLm9vNpQrStUvWxYz012345678",
+            "secret.gcp_api_key",
+            "AIzaSyD3x8Q-2kLm9vNpQrStUvWxYz012345678",
+        );
+        let gh = format!("ghp_{}", "aB3dE5gH7jK9mN1pQ3sT5vX7zA9cE1gI3kM5");
+        finds(&format!("token: {gh}"), "secret.github_token", &gh);
+        finds(
+            "glpat-x9Yz8W7v6U5t4S3r2Q1p end",
+            "secret.gitlab_token",
+            "glpat-x9Yz8W7v6U5t4S3r2Q1p",
+        );
+        finds(
+            "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx",
+            "secret.slack_token",
+            "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx",
+        );
+        finds(
+            "sk_live_51H8xYzAbCdEfGhIjKlMnOpQr",
+            "secret.stripe_key",
+            "sk_live_51H8xYzAbCdEfGhIjKlMnOpQr",
+        );
+        let oa = "sk-proj-Ab3De5Gh7Jk9Mn1Pq3St5Vx7Za9Ce1Gi3Km5Oq7Su9Wy1Ac3Eg5";
+        finds(oa, "secret.openai_key", oa);
+        let ant = "sk-ant-api03-Xy9_Ab3De5Gh7Jk9Mn1Pq3St5Vx7Za9Ce1Gi3Km5Oq7Su9Wy1-AA";
+        finds(ant, "secret.anthropic_key", ant);
+        finds(
+            "hf_AbCdEfGhIjKlMnOpQrStUvWxYz01234567",
+            "secret.huggingface_token",
+            "hf_AbCdEfGhIjKlMnOpQrStUvWxYz01234567",
+        );
+    }
+
+    #[test]
+    fn jwt_needs_a_json_header_with_alg() {
+        let jwt = "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.dozjgNryP4J3jVmNHl0w5N_XgL0n3I9PlFUP0THsR8U";
+        finds(&format!("Bearer {jwt}"), "secret.jwt", jwt);
+        assert!(found("eyJub3RhIjoiand0In0.eyJzdWIiOiIxIn0.c2lnbmF0dXJlX2hlcmU").is_empty());
+    }
+
+    #[test]
+    fn pem_private_key_and_service_account() {
+        let pem = "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA7\n-----END RSA PRIVATE KEY-----";
+        finds(&format!("here:\n{pem}\nbye"), "secret.private_key", pem);
+        finds(
+            r#"{"type":"service_account","private_key_id":"0123456789abcdef0123456789abcdef01234567"}"#,
+            "secret.gcp_service_account",
+            "0123456789abcdef0123456789abcdef01234567",
+        );
+        assert!(found("-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----").is_empty());
+    }
+
+    #[test]
+    fn generic_assignments_need_entropy() {
+        finds(
+            "DB_PASSWORD=Xk9#mQ2$vL8pR4wZ",
+            "secret.generic_assignment",
+            "Xk9#mQ2$vL8pR4wZ",
+        );
+        finds(
+            "api_key: \"a8f5f167f44f4964e6c998dee827110c\"",
+            "secret.generic_assignment",
+            "a8f5f167f44f4964e6c998dee827110c",
+        );
+        for t in [
+            "password: str",
+            "def login(password: Optional[str]) -> bool:",
+            "password = os.environ['DB_PASSWORD']",
+            "api_key=YOUR_API_KEY_HERE",
+            "token: ${{ secrets.GITHUB_TOKEN }}",
+            "secret: changeme123",
+            "The password must contain 12 characters.",
+            "password=aaaaaaaaaaaa",
+        ] {
+            assert!(found(t).is_empty(), "{t}: {:?}", found(t));
+        }
+    }
+
+    #[test]
+    fn lookalike_words_are_not_tokens() {
+        for t in [
+            "the skies are grey",
+            "ghp_short",
+            "AKIA is a prefix",
+            "sk-ant is Anthropic's prefix",
+            "hf_hub_download(repo)",
+        ] {
+            assert!(found(t).is_empty(), "{t}: {:?}", found(t));
+        }
+    }
+}

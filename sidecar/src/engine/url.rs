@@ -1,0 +1,383 @@
+//! URLs (category `url`): extracts scheme URLs (also inside Markdown links and HTML), `data:`/`javascript:`
+//! URIs and bare domains with well-known TLDs, then flags IP-literal hosts, credentials in the authority,
+//! punycode or mixed-script lookalikes of allow-listed or well-known domains, URL shorteners and the
+//! profile's block list. A host on the allow list (exactly or as a subdomain) is never flagged by domain
+//! rules, even when it is also on the block list.
+
+use regex::Regex;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use super::normalize::fold_phrase;
+use super::scan::{Budget, Finding};
+use super::{Category, UrlConfig};
+
+const SHORTENERS: &[&str] = &[
+    "bit.ly",
+    "t.co",
+    "tinyurl.com",
+    "goo.gl",
+    "ow.ly",
+    "is.gd",
+    "buff.ly",
+    "rebrand.ly",
+    "cutt.ly",
+    "shorturl.at",
+    "rb.gy",
+    "t.ly",
+    "tiny.cc",
+    "bl.ink",
+    "s.id",
+    "v.gd",
+    "lnkd.in",
+    "shorte.st",
+    "adf.ly",
+    "bit.do",
+    "qr.ae",
+];
+
+/// Brands commonly imitated; lookalikes of these are flagged even without an allow list.
+const WELL_KNOWN: &[&str] = &[
+    "google.com",
+    "paypal.com",
+    "microsoft.com",
+    "apple.com",
+    "amazon.com",
+    "github.com",
+    "openai.com",
+    "anthropic.com",
+    "facebook.com",
+    "netflix.com",
+    "office.com",
+    "live.com",
+    "outlook.com",
+    "icloud.com",
+    "linkedin.com",
+    "dropbox.com",
+    "chase.com",
+    "bankofamerica.com",
+    "wellsfargo.com",
+    "binance.com",
+    "coinbase.com",
+    "okta.com",
+    "slack.com",
+    "gitlab.com",
+    "npmjs.com",
+    "pypi.org",
+    "docker.com",
+];
+
+#[derive(Debug)]
+pub(crate) struct UrlDetector {
+    scheme: Option<Regex>,
+    special: Option<Regex>,
+    bare: Option<Regex>,
+    allow: Vec<String>,
+    block: Vec<String>,
+}
+
+fn normalize_domain(d: &str) -> String {
+    d.trim()
+        .trim_start_matches("*.")
+        .trim_end_matches('.')
+        .to_ascii_lowercase()
+}
+
+fn on_list(host: &str, list: &[String]) -> bool {
+    list.iter().any(|d| {
+        host == d
+            || (host.len() > d.len()
+                && host.ends_with(d.as_str())
+                && host[..host.len() - d.len()].ends_with('.'))
+    })
+}
+
+impl UrlDetector {
+    pub(crate) fn new(config: &UrlConfig) -> UrlDetector {
+        UrlDetector {
+            scheme: Regex::new(r#"(?i)(?-u:\b)(?:https?|ftp|wss?)://[^\s<>"'`)\]]+"#).ok(),
+            special: Regex::new(r"(?i)(?-u:\b)(?:javascript:[^\s<>\x22'`]{2,}|vbscript:[^\s<>\x22'`]{2,}|data:[a-z]+/[a-z0-9.+-]+[;,][^\s<>\x22'`)]*)").ok(),
+            bare: Regex::new(
+                r"(?i)(?-u:\b)(?:[a-z0-9-]{1,63}\.)+(?:com|net|org|io|co|ly|gl|gd|me|ru|cn|xyz|top|info|biz|tk|ml|ga|cf|gq|online|site|club|shop|app|dev|ai|cc|ws|su|pw|in|de|uk|us|at)(?-u:\b)(?:/[^\s<>\x22'`)\]]*)?",
+            )
+            .ok(),
+            allow: config.allow_domains.iter().map(|d| normalize_domain(d)).filter(|d| !d.is_empty()).collect(),
+            block: config.block_domains.iter().map(|d| normalize_domain(d)).filter(|d| !d.is_empty()).collect(),
+        }
+    }
+
+    pub(crate) fn detect(&self, text: &str, out: &mut Vec<Finding>, budget: &Budget) {
+        let mut spans: Vec<(usize, usize)> = Vec::new();
+        if let Some(r) = &self.special {
+            for m in r.find_iter(text) {
+                if out.len() >= budget.findings_left {
+                    return;
+                }
+                let lower = m.as_str().to_ascii_lowercase();
+                let (detector, score) = if lower.starts_with("data:") {
+                    let active = [
+                        "data:text/html",
+                        "data:application/",
+                        "data:image/svg",
+                        "data:text/javascript",
+                    ]
+                    .iter()
+                    .any(|p| lower.starts_with(p));
+                    let passive = [
+                        "data:image/",
+                        "data:audio/",
+                        "data:video/",
+                        "data:font/",
+                        "data:text/plain",
+                    ]
+                    .iter()
+                    .any(|p| lower.starts_with(p));
+                    if passive && !active {
+                        continue;
+                    }
+                    ("url.data_uri", if active { 0.9 } else { 0.6 })
+                } else {
+                    ("url.javascript_uri", 0.9)
+                };
+                out.push(Finding::new(Category::Url, detector, score, m.start(), m.end()));
+                spans.push((m.start(), m.end()));
+            }
+        }
+        if let Some(r) = &self.scheme {
+            for m in r.find_iter(text) {
+                if out.len() >= budget.findings_left {
+                    return;
+                }
+                let url = m.as_str().trim_end_matches(['.', ',', ';', ':', '!', '?']);
+                self.check(url, m.start(), true, out);
+                spans.push((m.start(), m.end()));
+            }
+        }
+        if let Some(r) = self.bare.as_ref().filter(|_| text.contains('.')) {
+            for m in r.find_iter(text) {
+                if out.len() >= budget.findings_left {
+                    return;
+                }
+                if spans.iter().any(|&(s, e)| s <= m.start() && m.start() < e)
+                    || text[..m.start()].ends_with(['@', '.', '/', ':'])
+                {
+                    continue;
+                }
+                let url = m.as_str().trim_end_matches(['.', ',', ';', ':', '!', '?']);
+                self.check(url, m.start(), false, out);
+            }
+        }
+    }
+
+    fn check(&self, url: &str, start: usize, has_scheme: bool, out: &mut Vec<Finding>) {
+        let end = start + url.len();
+        let rest = if has_scheme {
+            url.split_once("://").map_or(url, |(_, r)| r)
+        } else {
+            url
+        };
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        let (userinfo, hostport) = match authority.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, authority),
+        };
+        let host = if let Some(v6) = hostport.strip_prefix('[') {
+            v6.split(']').next().unwrap_or("")
+        } else {
+            hostport
+                .rsplit_once(':')
+                .filter(|(_, p)| p.bytes().all(|b| b.is_ascii_digit()))
+                .map_or(hostport, |(h, _)| h)
+        };
+        let host = host.trim_end_matches('.').to_lowercase();
+        if host.is_empty() {
+            return;
+        }
+        let mut push = |detector: &'static str, score: f32| {
+            let mut f = Finding::new(Category::Url, detector, score, start, end);
+            f.maskable = detector == "url.credentials";
+            out.push(f);
+        };
+        if let Some(u) = userinfo
+            && u.contains(':')
+        {
+            push("url.credentials", 0.85);
+        }
+        if let Some(ip) = ip_literal(&host) {
+            let score = if ip == "169.254.169.254" || ip == "fd00:ec2::254" {
+                0.95
+            } else {
+                0.75
+            };
+            push("url.ip_literal", score);
+            return;
+        }
+        if on_list(&host, &self.allow) {
+            return;
+        }
+        if on_list(&host, &self.block) {
+            push("url.blocked", 0.95);
+        }
+        if SHORTENERS.contains(&host.as_str()) {
+            push("url.shortener", 0.6);
+        }
+        if let Some(score) = self.lookalike(&host) {
+            push("url.lookalike", score);
+        }
+    }
+
+    /// Punycode or mixed-script hosts whose skeleton equals an allow-listed or well-known domain.
+    fn lookalike(&self, host: &str) -> Option<f32> {
+        let unicode = if host.split('.').any(|l| l.starts_with("xn--")) {
+            let (u, res) = idna::domain_to_unicode(host);
+            if res.is_err() {
+                return Some(0.6);
+            }
+            u
+        } else {
+            host.to_string()
+        };
+        let non_ascii = !unicode.is_ascii();
+        let skeleton = fold_phrase(&unicode, false);
+        let targets = self
+            .allow
+            .iter()
+            .map(String::as_str)
+            .chain(WELL_KNOWN.iter().copied());
+        for t in targets {
+            let imitates = skeleton == t || skeleton.ends_with(&format!(".{t}"));
+            if imitates && (non_ascii || unicode != skeleton) {
+                return Some(0.9);
+            }
+        }
+        if non_ascii && mixed_script(&unicode) {
+            return Some(0.8);
+        }
+        None
+    }
+}
+
+/// Labels mixing Latin letters with Cyrillic or Greek ones (whole-script IDNs are legitimate).
+fn mixed_script(host: &str) -> bool {
+    host.split('.').any(|label| {
+        let latin = label.chars().any(|c| c.is_ascii_alphabetic());
+        let other = label
+            .chars()
+            .any(|c| matches!(c, '\u{0370}'..='\u{03FF}' | '\u{0400}'..='\u{04FF}'));
+        latin && other
+    })
+}
+
+/// The host as an IP address, including integer and hex forms browsers accept (`http://3232235777/`).
+fn ip_literal(host: &str) -> Option<String> {
+    if let Ok(ip) = host.parse::<Ipv4Addr>() {
+        return Some(ip.to_string());
+    }
+    if let Ok(ip) = host.parse::<Ipv6Addr>() {
+        return Some(ip.to_string());
+    }
+    if !host.is_empty() && host.bytes().all(|b| b.is_ascii_digit()) {
+        return host.parse::<u32>().ok().map(|n| Ipv4Addr::from(n).to_string());
+    }
+    let parts: Vec<&str> = host.split('.').collect();
+    if (1..=4).contains(&parts.len()) && parts.iter().all(|p| p.starts_with("0x") && p.len() > 2) {
+        return Some(host.to_string());
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn flags(config: &UrlConfig, text: &str) -> Vec<(&'static str, String)> {
+        let d = UrlDetector::new(config);
+        let mut out = Vec::new();
+        let budget = Budget {
+            decoded_bytes_left: 0,
+            blobs_left: 0,
+            findings_left: 100,
+            truncated: false,
+        };
+        d.detect(text, &mut out, &budget);
+        out.into_iter()
+            .map(|f| (f.detector, text[f.start..f.end].to_string()))
+            .collect()
+    }
+
+    fn default_flags(text: &str) -> Vec<&'static str> {
+        flags(&UrlConfig::default(), text)
+            .into_iter()
+            .map(|(d, _)| d)
+            .collect()
+    }
+
+    #[test]
+    fn ip_literals_including_encoded_forms() {
+        assert_eq!(
+            default_flags("see http://192.168.4.20:8080/admin"),
+            ["url.ip_literal"]
+        );
+        assert_eq!(default_flags("[x](http://3232235777/)"), ["url.ip_literal"]);
+        assert_eq!(default_flags("http://[::1]/x"), ["url.ip_literal"]);
+        assert_eq!(
+            flags(&UrlConfig::default(), "http://169.254.169.254/latest/meta-data/")[0].1,
+            "http://169.254.169.254/latest/meta-data/"
+        );
+    }
+
+    #[test]
+    fn lookalikes_shorteners_credentials_and_schemes() {
+        assert_eq!(
+            default_flags("login at https://xn--pypal-4ve.com/"),
+            ["url.lookalike"]
+        );
+        assert_eq!(default_flags("login at https://pаypal.com/"), ["url.lookalike"]);
+        assert_eq!(default_flags("go to bit.ly/3xYz"), ["url.shortener"]);
+        assert_eq!(
+            default_flags("ftp://admin:hunter2@files.example.com/"),
+            ["url.credentials"]
+        );
+        assert_eq!(
+            default_flags("<a href=\"javascript:alert(document.cookie)\">"),
+            ["url.javascript_uri"]
+        );
+        assert_eq!(
+            default_flags("[c](data:text/html;base64,PHNjcmlwdD4=)"),
+            ["url.data_uri"]
+        );
+    }
+
+    #[test]
+    fn block_list_and_allow_list_precedence() {
+        let cfg = UrlConfig {
+            allow_domains: vec!["docs.evil.example".into(), "corp.example".into()],
+            block_domains: vec!["evil.example".into()],
+        };
+        let d = |t| flags(&cfg, t).into_iter().map(|(d, _)| d).collect::<Vec<_>>();
+        assert_eq!(d("https://www.evil.example/x"), ["url.blocked"]);
+        assert_eq!(
+            d("evil.example"),
+            Vec::<&str>::new(),
+            "example is not a known TLD for bare domains"
+        );
+        assert!(d("https://docs.evil.example/page").is_empty(), "allow wins");
+        assert!(
+            d("https://notevil.example/").is_empty(),
+            "suffix is not a subdomain"
+        );
+        assert_eq!(d("https://corp.exаmple/"), ["url.lookalike"]);
+    }
+
+    #[test]
+    fn ordinary_urls_are_not_flagged() {
+        for t in [
+            "https://github.com/rust-lang/rust/issues?q=is%3Aopen",
+            "see docs.rs/regex and example.com",
+            "email me at bob@example.com",
+            "https://中国.cn/",
+            "file main.py and script.sh",
+        ] {
+            assert!(default_flags(t).is_empty(), "{t}: {:?}", default_flags(t));
+        }
+    }
+}

@@ -1,0 +1,58 @@
+//! The Airlock enforcement sidecar: an LLM-aware proxy that scans requests and responses, applies an
+//! `AISecurityProfile`, blocks or masks, enforces model-DoS limits and writes threat logs.
+
+pub mod config;
+pub mod engine;
+pub mod error;
+
+pub use error::{Error, Result};
+
+/// `airlock-sidecar` and its subcommands.
+#[derive(Debug, clap::Parser)]
+#[command(name = "airlock-sidecar", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+
+    /// Log format.
+    #[arg(long, global = true, env = "AIRLOCK_LOG_FORMAT", value_enum, default_value_t = airlock_core::telemetry::LogFormat::Json)]
+    pub log_format: airlock_core::telemetry::LogFormat,
+}
+
+/// What the sidecar is asked to do.
+#[derive(Debug, clap::Subcommand)]
+pub enum Command {
+    /// Run the enforcement proxy in front of an upstream.
+    Run {
+        /// An `AISecurityProfile` YAML file or a built-in profile name (`strict`, `balanced`, `audit`).
+        #[arg(long, env = config::ENV_PROFILE, default_value = "balanced")]
+        profile: String,
+        /// Where allowed requests go, e.g. `https://api.openai.com`.
+        #[arg(long, env = config::ENV_UPSTREAM)]
+        upstream: String,
+        /// Address to listen on.
+        #[arg(long, env = config::ENV_LISTEN, default_value = "127.0.0.1:15001")]
+        listen: std::net::SocketAddr,
+    },
+    /// Scan JSONL from stdin offline and write one verdict per line.
+    Scan {
+        /// An `AISecurityProfile` YAML file or a built-in profile name.
+        #[arg(long, default_value = "balanced")]
+        profile: String,
+    },
+    /// Install the transparent inbound redirect (run as an init container with NET_ADMIN).
+    Init,
+}
+
+/// Runs one subcommand.
+///
+/// TODO(issue 5): proxy, `scan` and `init`. Until then each subcommand reports that it is not ready and exits.
+pub async fn run(cli: Cli) -> Result<()> {
+    let name = match &cli.command {
+        Command::Run { .. } => "run",
+        Command::Scan { .. } => "scan",
+        Command::Init => "init",
+    };
+    tracing::info!(command = name, "airlock-sidecar starting");
+    Err(Error::NotImplemented(name))
+}

@@ -1,0 +1,139 @@
+//! Quality regression gate: scans the labelled corpus under `tests/corpus/` with the default engine,
+//! prints precision / recall / false-positive rate per category, and fails below the thresholds of issue 6.
+//!
+//! Corpus lines are `{"text", "source", "labels": [...]}`; an empty `labels` marks a hard negative. A line is
+//! predicted positive for a category when the engine reports any detection of that category.
+
+#![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+use airlock_sidecar::engine::{Category, Engine, EngineConfig, Segment, Source};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Example {
+    text: String,
+    source: Source,
+    labels: Vec<String>,
+}
+
+fn corpus() -> Vec<Example> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus");
+    let mut out = Vec::new();
+    for file in ["attacks.jsonl", "negatives.jsonl"] {
+        let text = std::fs::read_to_string(format!("{dir}/{file}")).unwrap();
+        for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+            out.push(serde_json::from_str(line).unwrap_or_else(|e| panic!("{file}:{}: {e}", i + 1)));
+        }
+    }
+    out
+}
+
+#[derive(Default, Debug)]
+struct Counts {
+    tp: usize,
+    fp: usize,
+    fn_: usize,
+    tn: usize,
+}
+
+impl Counts {
+    fn precision(&self) -> f64 {
+        if self.tp + self.fp == 0 {
+            1.0
+        } else {
+            self.tp as f64 / (self.tp + self.fp) as f64
+        }
+    }
+    fn recall(&self) -> f64 {
+        if self.tp + self.fn_ == 0 {
+            1.0
+        } else {
+            self.tp as f64 / (self.tp + self.fn_) as f64
+        }
+    }
+    fn fpr(&self) -> f64 {
+        if self.fp + self.tn == 0 {
+            0.0
+        } else {
+            self.fp as f64 / (self.fp + self.tn) as f64
+        }
+    }
+}
+
+#[test]
+fn corpus_meets_quality_thresholds() {
+    let engine = Engine::new(&EngineConfig::default()).unwrap();
+    let examples = corpus();
+    let categories = [Category::Injection, Category::Dlp, Category::Url, Category::Code];
+    let mut counts: Vec<Counts> = categories.iter().map(|_| Counts::default()).collect();
+    let mut mistakes = Vec::new();
+    for ex in &examples {
+        let result = engine.scan(&[Segment {
+            text: &ex.text,
+            source: ex.source,
+        }]);
+        for (c, count) in categories.iter().zip(counts.iter_mut()) {
+            let expected = ex.labels.iter().any(|l| l == c.as_str());
+            let hits: Vec<&str> = result
+                .detections
+                .iter()
+                .filter(|d| d.category == *c)
+                .map(|d| d.detector)
+                .collect();
+            match (expected, !hits.is_empty()) {
+                (true, true) => count.tp += 1,
+                (false, true) => {
+                    count.fp += 1;
+                    mistakes.push(format!("FP {:<9} {hits:?} {:?}", c.as_str(), ex.text));
+                }
+                (true, false) => {
+                    count.fn_ += 1;
+                    mistakes.push(format!("FN {:<9} {:?}", c.as_str(), ex.text));
+                }
+                (false, false) => count.tn += 1,
+            }
+        }
+    }
+    println!("corpus: {} examples", examples.len());
+    println!(
+        "{:<10} {:>4} {:>4} {:>4} {:>4} {:>9} {:>7} {:>6}",
+        "category", "tp", "fp", "fn", "tn", "precision", "recall", "fpr"
+    );
+    for (c, k) in categories.iter().zip(&counts) {
+        println!(
+            "{:<10} {:>4} {:>4} {:>4} {:>4} {:>9.3} {:>7.3} {:>6.3}",
+            c.as_str(),
+            k.tp,
+            k.fp,
+            k.fn_,
+            k.tn,
+            k.precision(),
+            k.recall(),
+            k.fpr()
+        );
+    }
+    for m in &mistakes {
+        println!("{m}");
+    }
+    let [inj, dlp, url, code] = [&counts[0], &counts[1], &counts[2], &counts[3]];
+    assert!(
+        inj.tp + inj.fn_ >= 70 && dlp.tp + dlp.fn_ >= 40,
+        "corpus too small"
+    );
+    assert!(
+        inj.recall() >= 0.90 && inj.fpr() <= 0.02,
+        "injection below threshold: {inj:?}"
+    );
+    assert!(
+        dlp.precision() >= 0.98 && dlp.recall() >= 0.98,
+        "dlp below threshold: {dlp:?}"
+    );
+    assert!(
+        url.recall() >= 0.90 && url.fpr() <= 0.02,
+        "url below threshold: {url:?}"
+    );
+    assert!(
+        code.recall() >= 0.90 && code.fpr() <= 0.02,
+        "code below threshold: {code:?}"
+    );
+}
