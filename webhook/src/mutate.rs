@@ -1,3 +1,576 @@
-//! Sidecar injection as a pure function of a pod and the `AIRuntimeInstance`s that may select it.
+//! Sidecar injection as a pure function of a pod and the `AIRuntimeInstance` that selects it.
 //!
-//! TODO(issue 3): `mutate(&pod, &instances) -> Vec<PatchOperation>`.
+//! [`mutate`] returns a minimal RFC 6902 JSON Patch made only of `add` operations, following the pod
+//! contract of the design:
+//!
+//! - the `airlock-sidecar` container: a native sidecar (the first init container, `restartPolicy:
+//!   Always`) on API servers ≥ 1.29, so it starts before the app and never keeps a Job from completing;
+//!   a regular container (appended last) before that;
+//! - for a model server with `transparent` inbound interception, the `airlock-init` init container that
+//!   installs the redirect of the model ports to 15006. **It needs `NET_ADMIN` and `NET_RAW` and runs as
+//!   root, so such pods do not meet the Pod Security `baseline` or `restricted` levels**; namespaces
+//!   enforcing those levels should use `interception.inbound: explicit`, which adds no init container;
+//! - the policy volume (ConfigMap `airlock-policy-<instance>`, optional) mounted read-only;
+//! - on every app container Airlock did not add, the LLM SDK base-URL variables pointing at the
+//!   outbound proxy, each only when the container does not set it itself (see [`APP_ENV`]);
+//! - the annotations `airlock.dev/injected: "true"` and `airlock.dev/status`, a JSON [`InjectionStatus`]
+//!   recording exactly what was added, so that a re-run (re-invocation, re-submission) adds nothing.
+
+use std::collections::BTreeMap;
+
+use airlock_crds::AIRuntimeInstance;
+use airlock_crds::v1alpha1::instance::DEFAULT_SIDECAR_IMAGE_REPOSITORY;
+use airlock_crds::v1alpha1::{FailureMode, InboundMode, Interception, Mode, PullPolicy};
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{AddOperation, PatchOperation};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
+    ObjectFieldSelector, Pod, Probe, ResourceRequirements, SeccompProfile, SecurityContext, Volume,
+    VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::fingerprint;
+
+/// Name of the injected sidecar container.
+pub const SIDECAR_NAME: &str = "airlock-sidecar";
+/// Name of the init container that installs the inbound redirect.
+pub const INIT_NAME: &str = "airlock-init";
+/// Name of the policy volume.
+pub const POLICY_VOLUME: &str = "airlock-policy";
+/// Where the policy volume is mounted in the sidecar.
+pub const POLICY_MOUNT_PATH: &str = "/etc/airlock/policy";
+/// Annotation marking injected pods.
+pub const ANNOTATION_INJECTED: &str = "airlock.dev/injected";
+/// Annotation recording what Airlock added ([`InjectionStatus`] as JSON).
+pub const ANNOTATION_STATUS: &str = "airlock.dev/status";
+/// Pod label that opts a pod out of injection when `"false"`.
+pub const LABEL_INJECT: &str = "airlock.dev/inject";
+/// Outbound LLM API proxy port.
+pub const PORT_OUTBOUND: i32 = 15001;
+/// Inbound interception port.
+pub const PORT_INBOUND: i32 = 15006;
+/// Admin port (`/live`, `/ready`, `/metrics`).
+pub const PORT_ADMIN: i32 = 15020;
+/// The sidecar's user id.
+pub const SIDECAR_UID: i64 = 65532;
+
+/// Variables that point common LLM SDKs at the outbound proxy. They are added to app containers only
+/// when the container does not set them itself (an explicit `env` entry always wins), never to the
+/// container recognised as the model server (Ollama reads `OLLAMA_HOST` as its own listen address),
+/// and never to containers with `envFrom`: an `env` entry would silently override a value the user set
+/// through a ConfigMap or Secret, so those containers keep their own settings.
+pub const APP_ENV: &[(&str, &str)] = &[
+    ("OPENAI_BASE_URL", "http://127.0.0.1:15001/v1"),
+    ("OPENAI_API_BASE", "http://127.0.0.1:15001/v1"),
+    ("ANTHROPIC_BASE_URL", "http://127.0.0.1:15001"),
+    ("AZURE_OPENAI_ENDPOINT", "http://127.0.0.1:15001"),
+    ("OLLAMA_HOST", "http://127.0.0.1:15001"),
+];
+
+/// What [`mutate`] decided.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MutateOutcome {
+    /// Inject with this patch.
+    Patch(Vec<PatchOperation>),
+    /// Leave the pod alone.
+    Skip {
+        /// Why.
+        reason: SkipReason,
+    },
+}
+
+/// Why a pod is not injected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SkipReason {
+    /// The pod already has `airlock-sidecar` or the status annotation.
+    AlreadyInjected,
+    /// The pod shares the node's network namespace; a sidecar there would intercept the node's traffic.
+    HostNetwork,
+    /// The pod is labelled `airlock.dev/inject: "false"`.
+    OptedOut,
+}
+
+impl SkipReason {
+    /// Short label for metrics and logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::AlreadyInjected => "already-injected",
+            SkipReason::HostNetwork => "host-network",
+            SkipReason::OptedOut => "opted-out",
+        }
+    }
+
+    /// A sentence for events and admission warnings.
+    pub fn message(self) -> &'static str {
+        match self {
+            SkipReason::AlreadyInjected => "the pod already carries the Airlock sidecar",
+            SkipReason::HostNetwork => {
+                "Airlock did not inject its sidecar: the pod uses hostNetwork, where a sidecar would \
+                 intercept the node's traffic; the pod runs without Airlock protection"
+            }
+            SkipReason::OptedOut => "the pod is labelled airlock.dev/inject: \"false\"",
+        }
+    }
+}
+
+/// The content of the `airlock.dev/status` annotation: exactly what Airlock added to the pod.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InjectionStatus {
+    /// Version of the webhook that injected.
+    pub version: String,
+    /// The `AIRuntimeInstance` that selected the pod.
+    pub instance: String,
+    /// Names of added containers (the sidecar, before native sidecars).
+    #[serde(default)]
+    pub containers: Vec<String>,
+    /// Names of added init containers.
+    #[serde(default)]
+    pub init_containers: Vec<String>,
+    /// Names of added volumes.
+    #[serde(default)]
+    pub volumes: Vec<String>,
+    /// Names of the variables added to each app container, by container name.
+    #[serde(default)]
+    pub env: BTreeMap<String, Vec<String>>,
+}
+
+/// The sidecar image an instance asks for.
+pub fn sidecar_image(instance: &AIRuntimeInstance) -> String {
+    instance
+        .spec
+        .sidecar
+        .as_ref()
+        .and_then(|s| s.image.clone())
+        .unwrap_or_else(|| format!("{DEFAULT_SIDECAR_IMAGE_REPOSITORY}:{}", env!("CARGO_PKG_VERSION")))
+}
+
+fn pointer(tokens: &[&str]) -> PointerBuf {
+    PointerBuf::from_tokens(tokens.iter().copied())
+}
+
+fn add(tokens: &[&str], value: Value) -> PatchOperation {
+    PatchOperation::Add(AddOperation {
+        path: pointer(tokens),
+        value,
+    })
+}
+
+fn to_value<T: Serialize>(value: &T) -> Value {
+    // Serialising k8s-openapi types cannot fail; an empty object keeps the patch well-formed regardless.
+    serde_json::to_value(value).unwrap_or_else(|_| Value::Object(serde_json::Map::new()))
+}
+
+fn env_value(name: &str, value: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: Some(value.to_owned()),
+        value_from: None,
+    }
+}
+
+fn env_field(name: &str, path: &str) -> EnvVar {
+    EnvVar {
+        name: name.to_owned(),
+        value: None,
+        value_from: Some(EnvVarSource {
+            field_ref: Some(ObjectFieldSelector {
+                api_version: None,
+                field_path: path.to_owned(),
+            }),
+            ..EnvVarSource::default()
+        }),
+    }
+}
+
+fn http_probe(path: &str, period: i32, failures: i32) -> Probe {
+    Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.to_owned()),
+            port: IntOrString::Int(PORT_ADMIN),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        failure_threshold: Some(failures),
+        timeout_seconds: Some(1),
+        ..Probe::default()
+    }
+}
+
+fn default_resources() -> ResourceRequirements {
+    let q = |s: &str| Quantity(s.to_owned());
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([
+            ("cpu".to_owned(), q("50m")),
+            ("memory".to_owned(), q("64Mi")),
+        ])),
+        limits: Some(BTreeMap::from([("memory".to_owned(), q("256Mi"))])),
+        ..ResourceRequirements::default()
+    }
+}
+
+fn pull_policy(instance: &AIRuntimeInstance) -> Option<String> {
+    instance
+        .spec
+        .sidecar
+        .as_ref()
+        .and_then(|s| s.image_pull_policy)
+        .map(|p| {
+            match p {
+                PullPolicy::Always => "Always",
+                PullPolicy::IfNotPresent => "IfNotPresent",
+                PullPolicy::Never => "Never",
+            }
+            .to_owned()
+        })
+}
+
+fn restricted_security_context() -> SecurityContext {
+    SecurityContext {
+        run_as_non_root: Some(true),
+        run_as_user: Some(SIDECAR_UID),
+        run_as_group: Some(SIDECAR_UID),
+        allow_privilege_escalation: Some(false),
+        privileged: Some(false),
+        read_only_root_filesystem: Some(true),
+        capabilities: Some(Capabilities {
+            add: None,
+            drop: Some(vec!["ALL".to_owned()]),
+        }),
+        seccomp_profile: Some(SeccompProfile {
+            type_: "RuntimeDefault".to_owned(),
+            localhost_profile: None,
+        }),
+        ..SecurityContext::default()
+    }
+}
+
+fn join_ports(ports: &[i32]) -> String {
+    ports.iter().map(i32::to_string).collect::<Vec<_>>().join(",")
+}
+
+fn sidecar_container(
+    instance: &AIRuntimeInstance,
+    interception: &Interception,
+    inbound_ports: &[i32],
+    native: bool,
+) -> Container {
+    let sidecar = instance.spec.sidecar.clone().unwrap_or_default();
+    let mode = match instance.spec.mode {
+        Mode::Enforce => "enforce",
+        Mode::Audit => "audit",
+    };
+    let failure_mode = match sidecar.failure_mode {
+        FailureMode::FailOpen => "failOpen",
+        FailureMode::FailClosed => "failClosed",
+    };
+    let inbound = match (interception.inbound, inbound_ports.is_empty()) {
+        (_, true) | (InboundMode::Disabled, _) => "disabled",
+        (InboundMode::Transparent, false) => "transparent",
+        (InboundMode::Explicit, false) => "explicit",
+    };
+    let port = |name: &str, number: i32| ContainerPort {
+        name: Some(name.to_owned()),
+        container_port: number,
+        protocol: Some("TCP".to_owned()),
+        ..ContainerPort::default()
+    };
+    let mut env = vec![
+        env_value(
+            "AIRLOCK_INSTANCE",
+            instance.metadata.name.as_deref().unwrap_or_default(),
+        ),
+        env_value("AIRLOCK_MODE", mode),
+        env_value("AIRLOCK_FAILURE_MODE", failure_mode),
+        env_value("AIRLOCK_POLICY_DIR", POLICY_MOUNT_PATH),
+        env_value(
+            "AIRLOCK_OUTBOUND",
+            if interception.outbound { "true" } else { "false" },
+        ),
+        env_value("AIRLOCK_INBOUND_MODE", inbound),
+    ];
+    if !inbound_ports.is_empty() && interception.inbound != InboundMode::Disabled {
+        env.push(env_value("AIRLOCK_INBOUND_PORTS", &join_ports(inbound_ports)));
+    }
+    env.extend([
+        env_field("POD_NAME", "metadata.name"),
+        env_field("POD_NAMESPACE", "metadata.namespace"),
+        env_field("POD_IP", "status.podIP"),
+    ]);
+    Container {
+        name: SIDECAR_NAME.to_owned(),
+        image: Some(sidecar_image(instance)),
+        image_pull_policy: pull_policy(instance),
+        args: Some(vec!["run".to_owned()]),
+        env: Some(env),
+        ports: Some(vec![
+            port("airlock-out", PORT_OUTBOUND),
+            port("airlock-in", PORT_INBOUND),
+            port("airlock-admin", PORT_ADMIN),
+        ]),
+        resources: Some(sidecar.resources.unwrap_or_else(default_resources)),
+        // A startup probe holds back the next init container (and so the app) until the proxy is ready.
+        startup_probe: Some(http_probe("/ready", 1, 60)),
+        readiness_probe: Some(http_probe("/ready", 5, 3)),
+        liveness_probe: Some(http_probe("/live", 10, 3)),
+        security_context: Some(restricted_security_context()),
+        volume_mounts: Some(vec![VolumeMount {
+            name: POLICY_VOLUME.to_owned(),
+            mount_path: POLICY_MOUNT_PATH.to_owned(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        }]),
+        restart_policy: native.then(|| "Always".to_owned()),
+        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
+        ..Container::default()
+    }
+}
+
+/// The init container that redirects `ports` to the sidecar's inbound port. Runs as root with
+/// `NET_ADMIN` and `NET_RAW`: not Pod Security `baseline`/`restricted` (use `explicit` inbound there).
+fn init_container(instance: &AIRuntimeInstance, ports: &[i32]) -> Container {
+    let q = |s: &str| Quantity(s.to_owned());
+    Container {
+        name: INIT_NAME.to_owned(),
+        image: Some(sidecar_image(instance)),
+        image_pull_policy: pull_policy(instance),
+        args: Some(vec!["init".to_owned()]),
+        env: Some(vec![
+            env_value("AIRLOCK_INBOUND_PORTS", &join_ports(ports)),
+            env_value("AIRLOCK_INBOUND_TARGET_PORT", &PORT_INBOUND.to_string()),
+            env_value("AIRLOCK_SIDECAR_UID", &SIDECAR_UID.to_string()),
+        ]),
+        resources: Some(ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".to_owned(), q("10m")),
+                ("memory".to_owned(), q("16Mi")),
+            ])),
+            limits: Some(BTreeMap::from([("memory".to_owned(), q("64Mi"))])),
+            ..ResourceRequirements::default()
+        }),
+        security_context: Some(SecurityContext {
+            run_as_non_root: Some(false),
+            run_as_user: Some(0),
+            allow_privilege_escalation: Some(false),
+            privileged: Some(false),
+            read_only_root_filesystem: Some(true),
+            capabilities: Some(Capabilities {
+                add: Some(vec!["NET_ADMIN".to_owned(), "NET_RAW".to_owned()]),
+                drop: Some(vec!["ALL".to_owned()]),
+            }),
+            seccomp_profile: Some(SeccompProfile {
+                type_: "RuntimeDefault".to_owned(),
+                localhost_profile: None,
+            }),
+            ..SecurityContext::default()
+        }),
+        termination_message_policy: Some("FallbackToLogsOnError".to_owned()),
+        ..Container::default()
+    }
+}
+
+/// Whether the pod already went through injection (the sidecar anywhere, or the status annotation).
+pub fn already_injected(pod: &Pod) -> bool {
+    let annotated = pod
+        .metadata
+        .annotations
+        .as_ref()
+        .is_some_and(|a| a.contains_key(ANNOTATION_STATUS));
+    annotated || pod.spec.as_ref().is_some_and(crate::workload::has_sidecar)
+}
+
+/// Whether native sidecars (init containers with `restartPolicy: Always`) are available: 1.29 or later.
+pub fn native_sidecars(server_version: (u32, u32)) -> bool {
+    server_version >= (1, 29)
+}
+
+/// The patch that injects Airlock into `pod`, or why not.
+///
+/// The caller has already chosen `instance` (see [`crate::selection::choose`]); `namespace` is the
+/// request's namespace; `server_version` is the API server's (major, minor).
+pub fn mutate(
+    pod: &Pod,
+    namespace: &str,
+    instance: &AIRuntimeInstance,
+    server_version: (u32, u32),
+) -> MutateOutcome {
+    let _ = namespace; // the pod's identity comes from the downward API; kept for future per-namespace policy
+    if already_injected(pod) {
+        return MutateOutcome::Skip {
+            reason: SkipReason::AlreadyInjected,
+        };
+    }
+    let labels = pod.metadata.labels.clone().unwrap_or_default();
+    if labels.get(LABEL_INJECT).map(String::as_str) == Some("false") {
+        return MutateOutcome::Skip {
+            reason: SkipReason::OptedOut,
+        };
+    }
+    let Some(spec) = pod.spec.as_ref() else {
+        return MutateOutcome::Skip {
+            reason: SkipReason::AlreadyInjected,
+        };
+    };
+    if spec.host_network == Some(true) {
+        return MutateOutcome::Skip {
+            reason: SkipReason::HostNetwork,
+        };
+    }
+
+    let interception = instance
+        .spec
+        .sidecar
+        .as_ref()
+        .and_then(|s| s.interception.clone())
+        .unwrap_or_default();
+    let extra = instance
+        .spec
+        .model_servers
+        .as_ref()
+        .map(|m| m.extra_fingerprints.as_slice())
+        .unwrap_or_default();
+    let server = fingerprint::detect(&labels, spec, extra).filter(|m| m.strong);
+    let inbound_ports: Vec<i32> = match &server {
+        None => Vec::new(),
+        Some(_) if !interception.inbound_ports.is_empty() => interception.inbound_ports.clone(),
+        Some(m) => {
+            // Prefer the ports the model container declares; fall back to the fingerprint's defaults.
+            let declared: Vec<i32> = spec
+                .containers
+                .iter()
+                .filter(|c| c.name == m.container)
+                .flat_map(|c| c.ports.iter().flatten().map(|p| p.container_port))
+                .collect();
+            if declared.is_empty() {
+                m.ports.clone()
+            } else {
+                declared
+            }
+        }
+    };
+    let native = native_sidecars(server_version);
+    let transparent = interception.inbound == InboundMode::Transparent && !inbound_ports.is_empty();
+
+    let instance_name = instance.metadata.name.clone().unwrap_or_default();
+    let mut status = InjectionStatus {
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        instance: instance_name.clone(),
+        ..InjectionStatus::default()
+    };
+    let mut ops = Vec::new();
+
+    // Volume.
+    let volume = Volume {
+        name: POLICY_VOLUME.to_owned(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: format!("airlock-policy-{instance_name}"),
+            optional: Some(true),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
+    };
+    match &spec.volumes {
+        Some(_) => ops.push(add(&["spec", "volumes", "-"], to_value(&volume))),
+        None => ops.push(add(&["spec", "volumes"], Value::Array(vec![to_value(&volume)]))),
+    }
+    status.volumes.push(POLICY_VOLUME.to_owned());
+
+    // Containers.
+    let sidecar = to_value(&sidecar_container(
+        instance,
+        &interception,
+        &inbound_ports,
+        native,
+    ));
+    let init = transparent.then(|| to_value(&init_container(instance, &inbound_ports)));
+    let has_init = spec.init_containers.is_some();
+    if native {
+        // Both go in front: `airlock-init` first (the redirect is in place before anything listens), then
+        // the sidecar, so it starts and becomes ready before every other init container and the app.
+        let mut front = Vec::new();
+        front.extend(init.clone());
+        front.push(sidecar);
+        if has_init {
+            for value in front.into_iter().rev() {
+                ops.push(add(&["spec", "initContainers", "0"], value));
+            }
+        } else {
+            ops.push(add(&["spec", "initContainers"], Value::Array(front)));
+        }
+        if transparent {
+            status.init_containers.push(INIT_NAME.to_owned());
+        }
+        status.init_containers.push(SIDECAR_NAME.to_owned());
+    } else {
+        if let Some(init) = init {
+            if has_init {
+                ops.push(add(&["spec", "initContainers", "-"], init));
+            } else {
+                ops.push(add(&["spec", "initContainers"], Value::Array(vec![init])));
+            }
+            status.init_containers.push(INIT_NAME.to_owned());
+        }
+        // Appended last, so the indices of the app containers (used below) do not move.
+        ops.push(add(&["spec", "containers", "-"], sidecar));
+        status.containers.push(SIDECAR_NAME.to_owned());
+    }
+
+    // App env.
+    if interception.outbound {
+        for (index, container) in spec.containers.iter().enumerate() {
+            if fingerprint::is_airlock_container(&container.name)
+                || container.env_from.as_ref().is_some_and(|e| !e.is_empty())
+                || server.as_ref().is_some_and(|m| m.container == container.name)
+            {
+                continue;
+            }
+            let existing: Vec<&str> = container.env.iter().flatten().map(|e| e.name.as_str()).collect();
+            let missing: Vec<EnvVar> = APP_ENV
+                .iter()
+                .filter(|(name, _)| !existing.contains(name))
+                .map(|(name, value)| env_value(name, value))
+                .collect();
+            if missing.is_empty() {
+                continue;
+            }
+            let index = index.to_string();
+            status.env.insert(
+                container.name.clone(),
+                missing.iter().map(|e| e.name.clone()).collect(),
+            );
+            if container.env.is_some() {
+                for var in &missing {
+                    ops.push(add(&["spec", "containers", &index, "env", "-"], to_value(var)));
+                }
+            } else {
+                ops.push(add(
+                    &["spec", "containers", &index, "env"],
+                    Value::Array(missing.iter().map(to_value).collect()),
+                ));
+            }
+        }
+    }
+
+    // Annotations last: they record everything above.
+    let status_json = serde_json::to_string(&status).unwrap_or_default();
+    if pod.metadata.annotations.is_some() {
+        ops.push(add(
+            &["metadata", "annotations", ANNOTATION_INJECTED],
+            Value::from("true"),
+        ));
+        ops.push(add(
+            &["metadata", "annotations", ANNOTATION_STATUS],
+            Value::from(status_json),
+        ));
+    } else {
+        ops.push(add(
+            &["metadata", "annotations"],
+            serde_json::json!({ ANNOTATION_INJECTED: "true", ANNOTATION_STATUS: status_json }),
+        ));
+    }
+    MutateOutcome::Patch(ops)
+}

@@ -1,0 +1,205 @@
+//! The review handler end to end over AdmissionReview JSON fixtures: bytes in, HTTP status and
+//! AdmissionReview out.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use airlock_crds::{AIRuntimeInstance, AISecurityProfile};
+use airlock_webhook::review::{Reply, Route, StaticView, handle};
+use serde_json::{Value, json};
+
+/// The patch bytes of a response: kube serialises `[]byte` as a JSON array of numbers, which the API
+/// server's decoder accepts as well as base64.
+fn patch_bytes(resp: &Value) -> Vec<u8> {
+    resp["patch"]
+        .as_array()
+        .expect("patch")
+        .iter()
+        .map(|b| u8::try_from(b.as_u64().unwrap()).unwrap())
+        .collect()
+}
+
+fn fixture(name: &str) -> Vec<u8> {
+    std::fs::read(format!(
+        "{}/tests/data/reviews/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    ))
+    .expect("fixture")
+}
+
+fn cluster() -> StaticView {
+    let instance: AIRuntimeInstance = serde_json::from_value(json!({
+        "apiVersion": "airlock.dev/v1alpha1", "kind": "AIRuntimeInstance", "metadata": {"name": "chat"},
+        "spec": {"selector": {"namespaceSelector": {"matchLabels": {"airlock.dev/protect": "true"}}},
+                 "profileRef": {"name": "balanced"}}}))
+    .unwrap();
+    let profile: AISecurityProfile = serde_json::from_value(json!({
+        "apiVersion": "airlock.dev/v1alpha1", "kind": "AISecurityProfile", "metadata": {"name": "balanced"},
+        "spec": {}}))
+    .unwrap();
+    StaticView::new()
+        .with_instance(instance)
+        .with_profile(profile)
+        .with_namespace("apps", &[("airlock.dev/protect", "true")])
+        .with_namespace("models", &[])
+}
+
+fn response(reply: &Reply) -> Value {
+    let body: Value = serde_json::from_slice(&reply.body).expect("JSON body");
+    assert_eq!(body["apiVersion"], "admission.k8s.io/v1");
+    assert_eq!(body["kind"], "AdmissionReview");
+    body["response"].clone()
+}
+
+fn run(route: Route, name: &str) -> (Reply, Value) {
+    let reply = handle(route, &fixture(name), &cluster());
+    let response = response(&reply);
+    (reply, response)
+}
+
+#[test]
+fn a_selected_pod_create_is_patched_with_the_sidecar() {
+    let (reply, resp) = run(Route::Mutate, "pod-create-app.json");
+    assert_eq!((reply.status, reply.verdict), (200, "patched"));
+    assert_eq!(resp["uid"], "uid-pods-create");
+    assert_eq!(resp["allowed"], true);
+    assert_eq!(resp["patchType"], "JSONPatch");
+    let patch: Value = serde_json::from_slice(&patch_bytes(&resp)).unwrap();
+    let review: Value = serde_json::from_slice(&fixture("pod-create-app.json")).unwrap();
+    let mut pod = review["request"]["object"].clone();
+    let patch: json_patch::Patch = serde_json::from_value(patch).unwrap();
+    json_patch::patch(&mut pod, &patch).unwrap();
+    assert_eq!(pod["spec"]["initContainers"][0]["name"], "airlock-sidecar");
+}
+
+#[test]
+fn dry_run_requests_are_handled_like_any_other() {
+    let (reply, resp) = run(Route::Mutate, "pod-create-dryrun.json");
+    assert_eq!(reply.verdict, "patched");
+    assert!(!patch_bytes(&resp).is_empty());
+}
+
+#[test]
+fn pods_outside_any_instance_are_allowed_without_a_patch() {
+    let (reply, resp) = run(Route::Mutate, "pod-create-vllm.json");
+    assert_eq!((reply.status, reply.verdict), (200, "allowed"));
+    assert!(resp.get("patch").is_none());
+}
+
+#[test]
+fn updates_ephemeral_containers_and_non_pods_are_never_injected() {
+    for name in [
+        "pod-update.json",
+        "pod-ephemeral-containers.json",
+        "deployment-create-nginx.json",
+        "configmap-create.json",
+        "pod-delete-no-object.json",
+    ] {
+        let (reply, resp) = run(Route::Mutate, name);
+        assert_eq!((reply.status, reply.verdict), (200, "allowed"), "{name}");
+        assert_eq!(resp["allowed"], true, "{name}");
+        assert!(resp.get("patch").is_none(), "{name}");
+    }
+}
+
+#[test]
+fn an_unprotected_vllm_deployment_is_denied_with_the_reason() {
+    let (reply, resp) = run(Route::Validate, "deployment-create-vllm.json");
+    assert_eq!((reply.status, reply.verdict), (200, "denied"));
+    assert_eq!(resp["allowed"], false);
+    let message = resp["status"]["message"].as_str().unwrap();
+    assert_eq!(
+        message,
+        "Deployment models/vllm-deployment runs a model server without Airlock protection: container \
+         \"server\" matched fingerprint vllm (image vllm/vllm-openai:v0.9.1). Fix it by selecting this \
+         workload with an AIRuntimeInstance (spec.selector) or by adding an exemption with a reason to \
+         one (spec.exemptions)."
+    );
+}
+
+#[test]
+fn an_unprotected_vllm_pod_is_denied_and_ordinary_workloads_are_allowed() {
+    let (_, resp) = run(Route::Validate, "pod-create-vllm.json");
+    assert_eq!(resp["allowed"], false);
+    for name in [
+        "deployment-create-nginx.json",
+        "pod-create-app.json",
+        "configmap-create.json",
+        "pod-delete-no-object.json",
+        "pod-update.json",
+    ] {
+        let (reply, resp) = run(Route::Validate, name);
+        assert_eq!(
+            (reply.status, reply.verdict, resp["allowed"].clone()),
+            (200, "allowed", json!(true)),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn deleting_a_profile_in_use_is_denied_naming_the_instances() {
+    let (reply, resp) = run(Route::Validate, "profile-delete-in-use.json");
+    assert_eq!(reply.verdict, "denied");
+    let message = resp["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("\"balanced\"") && message.contains("AIRuntimeInstance \"chat\""),
+        "{message}"
+    );
+    let unused = handle(
+        Route::Validate,
+        &fixture("profile-delete-in-use.json"),
+        &StaticView::new(),
+    );
+    assert_eq!(unused.verdict, "allowed");
+}
+
+#[test]
+fn an_instance_with_a_missing_profile_is_denied() {
+    let (reply, resp) = run(Route::Validate, "instance-missing-profile.json");
+    assert_eq!(reply.verdict, "denied");
+    let message = resp["status"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("\"does-not-exist\"") && message.contains("does not exist"),
+        "{message}"
+    );
+}
+
+#[test]
+fn a_group_whose_match_does_not_parse_is_denied_with_the_parser_message() {
+    let (reply, resp) = run(Route::Validate, "group-bad-match.json");
+    assert_eq!(reply.verdict, "denied");
+    let message = resp["status"]["message"].as_str().unwrap();
+    let rendered = airlock_core::expr::parse("app = chat and (tier in (web")
+        .unwrap_err()
+        .render("app = chat and (tier in (web");
+    assert!(
+        message.contains("spec.match does not parse") && message.contains(&rendered),
+        "{message}"
+    );
+}
+
+#[test]
+fn bodies_that_are_not_admission_reviews_get_a_400() {
+    for name in ["malformed.json", "wrong-api-version.json", "wrong-kind.json"] {
+        for route in [Route::Mutate, Route::Validate] {
+            let reply = handle(route, &fixture(name), &cluster());
+            assert_eq!((reply.status, reply.verdict), (400, "invalid"), "{name}");
+            let body: Value = serde_json::from_slice(&reply.body).expect("JSON error body");
+            assert_eq!(body["response"]["allowed"], false, "{name}");
+        }
+    }
+    for body in [
+        &b""[..],
+        b"null",
+        b"[]",
+        b"{\"apiVersion\":\"admission.k8s.io/v1\",\"kind\":\"AdmissionReview\"}",
+    ] {
+        assert_eq!(handle(Route::Validate, body, &cluster()).status, 400);
+    }
+}
+
+#[test]
+fn the_uid_of_the_request_is_echoed() {
+    let (_, resp) = run(Route::Validate, "deployment-create-nginx.json");
+    assert_eq!(resp["uid"], "uid-deployments-create");
+}
