@@ -11,6 +11,7 @@ export AIRLOCK_PORT_BASE=${AIRLOCK_E2E_PORT_BASE:-16540}
 bin=$(e2e/controlplane/build.sh)
 # Compile the tests before the cluster starts, so the cluster's lifetime is spent testing.
 cargo test -p airlock-e2e --no-run
+cargo build -p airlock-webhook --bin airlock-webhook -p airlock-crds --bin crdgen
 
 on_exit() {
   status=$?
@@ -27,6 +28,7 @@ on_exit() {
 trap on_exit EXIT
 
 kubeconfig=$(e2e/controlplane/up.sh)
+e2e/airlock.sh start "$AIRLOCK_ENV_DIR"
 echo "[e2e] $("$bin/kubectl" --kubeconfig "$kubeconfig" version 2>/dev/null | tr '\n' ' ')"
 AIRLOCK_E2E_KUBECONFIG=$kubeconfig AIRLOCK_E2E_BIN=$bin \
   cargo test -p airlock-e2e -- --test-threads="${AIRLOCK_E2E_THREADS:-4}" --show-output

@@ -109,37 +109,79 @@ async fn valid_examples_of_each_kind_are_stored_and_read_back() {
     let client = client().await;
     install_crds(&client).await;
 
-    let mut kinds = std::collections::BTreeSet::new();
-    for fixture in fixtures::load("valid") {
-        for doc in &fixture.documents {
-            let api = api_for(&client, doc);
-            let (name, obj) = with_unique_name(doc, "valid");
-            api.create(&PostParams::default(), &obj)
-                .await
-                .unwrap_or_else(|e| {
-                    panic!(
-                        "{}: the API server rejected a valid object: {e}",
-                        fixture.path.display()
-                    )
-                });
-            let back = api.get(&name).await.expect("read back");
-            let back = serde_json::to_value(&back).expect("serialisable");
-            assert!(
-                is_subset(&doc["spec"], &back["spec"]),
-                "{}: spec changed on the way through the API server:\nsent {}\ngot  {}",
-                fixture.path.display(),
-                doc["spec"],
-                back["spec"]
-            );
-            kinds.insert(doc["kind"].as_str().unwrap_or_default().to_owned());
-            api.delete(&name, &DeleteParams::default()).await.expect("delete");
+    // Profiles first: instances must reference existing profiles (the webhook checks), so every object
+    // gets a unique name and references are rewritten to the renamed profiles.
+    let rank = |doc: &Value| match doc["kind"].as_str() {
+        Some("AISecurityProfile") => 0,
+        Some("DynamicAddressGroup") => 1,
+        _ => 2,
+    };
+    let mut docs: Vec<(std::path::PathBuf, Value)> = fixtures::load("valid")
+        .into_iter()
+        .flat_map(|f| f.documents.into_iter().map(move |d| (f.path.clone(), d)))
+        .collect();
+    docs.sort_by_key(|(_, d)| rank(d));
+
+    let mut renamed = std::collections::BTreeMap::new();
+    let mut created = Vec::new();
+    for (path, doc) in &docs {
+        let mut doc = doc.clone();
+        for reference in profile_refs(&mut doc) {
+            if let Some(new) = reference.as_str().and_then(|old| renamed.get(old)) {
+                *reference = json!(new);
+            }
         }
+        let api = api_for(&client, &doc);
+        let old = doc["metadata"]["name"].as_str().unwrap_or_default().to_owned();
+        let (name, obj) = with_unique_name(&doc, "valid");
+        renamed.insert(old, name.clone());
+        api.create(&PostParams::default(), &obj)
+            .await
+            .unwrap_or_else(|e| panic!("{}: the API server rejected a valid object: {e}", path.display()));
+        let back = serde_json::to_value(api.get(&name).await.expect("read back")).expect("serialisable");
+        assert!(
+            is_subset(&doc["spec"], &back["spec"]),
+            "{}: spec changed on the way through the API server:\nsent {}\ngot  {}",
+            path.display(),
+            doc["spec"],
+            back["spec"]
+        );
+        created.push((rank(&doc), api, name));
     }
+    let kinds: std::collections::BTreeSet<&str> =
+        docs.iter().filter_map(|(_, d)| d["kind"].as_str()).collect();
     assert_eq!(
         kinds.into_iter().collect::<Vec<_>>(),
         ["AIRuntimeInstance", "AISecurityProfile", "DynamicAddressGroup"],
         "the valid fixtures must cover every kind"
     );
+    // Instances before the profiles they use (deleting a profile in use is denied).
+    created.sort_by_key(|(rank, _, _)| std::cmp::Reverse(*rank));
+    for (_, api, name) in created {
+        api.delete(&name, &DeleteParams::default()).await.expect("delete");
+    }
+}
+
+/// The `profileRef.name` fields of an instance (its own and its rules').
+fn profile_refs(doc: &mut Value) -> Vec<&mut Value> {
+    let mut refs = Vec::new();
+    let Some(spec) = doc["spec"].as_object_mut() else {
+        return refs;
+    };
+    for (field, value) in spec.iter_mut() {
+        match field.as_str() {
+            "profileRef" => refs.extend(value.get_mut("name")),
+            "rules" => refs.extend(
+                value
+                    .as_array_mut()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|r| r.pointer_mut("/profileRef/name")),
+            ),
+            _ => {}
+        }
+    }
+    refs
 }
 
 #[tokio::test]

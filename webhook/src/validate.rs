@@ -186,8 +186,13 @@ pub fn validate_instance(
             .map(|p| format!("{p:?}"))
             .collect::<Vec<_>>()
             .join(", ");
+        let (noun, verb) = if missing.len() == 1 {
+            ("AISecurityProfile", "does")
+        } else {
+            ("AISecurityProfiles", "do")
+        };
         problems.push(format!(
-            "it references AISecurityProfile {list}, which does not exist; create the profile first or \
+            "it references {noun} {list}, which {verb} not exist; create the profile first or \
              fix spec.profileRef (and the rules' profileRef)"
         ));
     }

@@ -1,0 +1,258 @@
+//! Admission against a real kube-apiserver with Airlock's webhook registered (`e2e/airlock.sh start`):
+//! selected pods get the sidecar once, unprotected model servers are denied with a message that says how
+//! to fix it, audit mode warns, exemptions admit — and Airlock never breaks a request it should not touch.
+
+use std::time::Duration;
+
+use airlock_e2e::{client, eventually, install_crds, unique_name, with_temp_ns};
+use k8s_openapi::api::{
+    apps::v1::Deployment,
+    core::v1::{Namespace, Pod},
+};
+use kube::{
+    Api, Client, ResourceExt,
+    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+};
+use serde_json::{Value, json};
+
+const VLLM_IMAGE: &str = "vllm/vllm-openai:v0.9.1";
+
+/// Labels the temp namespace so that only this test's instance selects it.
+async fn label_namespace(client: &Client, ns: &str, key: &str) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let patch = json!({ "metadata": { "labels": { "airlock-e2e/select": key } } });
+    namespaces
+        .patch(ns, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("label namespace");
+}
+
+/// A profile and an instance selecting namespaces labelled `airlock-e2e/select=<key>`; returns a guard
+/// that deletes both.
+async fn protect(client: &Client, key: &str, mode: &str, pod_selector: Value, exemptions: Value) -> Cleanup {
+    install_crds(client).await;
+    let profile = unique_name("profile");
+    let instance = unique_name("instance");
+    let profiles: Api<airlock_crds::AISecurityProfile> = Api::all(client.clone());
+    let p: airlock_crds::AISecurityProfile = serde_json::from_value(json!({
+        "apiVersion": "airlock.dev/v1alpha1", "kind": "AISecurityProfile",
+        "metadata": { "name": profile },
+        "spec": { "appProtection": { "promptInjection": { "action": "block" } } }
+    }))
+    .expect("profile literal");
+    profiles
+        .create(&PostParams::default(), &p)
+        .await
+        .expect("create profile");
+    let instances: Api<airlock_crds::AIRuntimeInstance> = Api::all(client.clone());
+    let i: airlock_crds::AIRuntimeInstance = serde_json::from_value(json!({
+        "apiVersion": "airlock.dev/v1alpha1", "kind": "AIRuntimeInstance",
+        "metadata": { "name": instance },
+        "spec": {
+            "selector": {
+                "namespaceSelector": { "matchLabels": { "airlock-e2e/select": key } },
+                "podSelector": pod_selector
+            },
+            "profileRef": { "name": profile },
+            "mode": mode,
+            "exemptions": exemptions
+        }
+    }))
+    .expect("instance literal");
+    instances
+        .create(&PostParams::default(), &i)
+        .await
+        .expect("create instance");
+    // The webhook learns about the instance through its watch.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    Cleanup {
+        client: client.clone(),
+        profile,
+        instance,
+    }
+}
+
+struct Cleanup {
+    client: Client,
+    profile: String,
+    instance: String,
+}
+
+impl Cleanup {
+    async fn done(self) {
+        let instances: Api<airlock_crds::AIRuntimeInstance> = Api::all(self.client.clone());
+        let _ = instances.delete(&self.instance, &DeleteParams::default()).await;
+        let profiles: Api<airlock_crds::AISecurityProfile> = Api::all(self.client.clone());
+        let _ = profiles.delete(&self.profile, &DeleteParams::default()).await;
+    }
+}
+
+fn deployment(name: &str, image: &str) -> Deployment {
+    serde_json::from_value(json!({
+        "metadata": { "name": name },
+        "spec": {
+            "replicas": 2,
+            "selector": { "matchLabels": { "app": name } },
+            "template": {
+                "metadata": { "labels": { "app": name } },
+                "spec": { "containers": [{ "name": "server", "image": image, "ports": [{ "containerPort": 8000 }] }] }
+            }
+        }
+    }))
+    .expect("deployment literal")
+}
+
+fn sidecars(pod: &Pod) -> usize {
+    let spec = pod.spec.as_ref().expect("pod spec");
+    let in_init = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .filter(|c| c.name == "airlock-sidecar")
+        .count();
+    let in_main = spec
+        .containers
+        .iter()
+        .filter(|c| c.name == "airlock-sidecar")
+        .count();
+    in_init + in_main
+}
+
+#[tokio::test]
+async fn a_selected_model_server_gets_the_sidecar_exactly_once() {
+    with_temp_ns(|client, ns| async move {
+        let key = unique_name("inject");
+        label_namespace(&client, &ns, &key).await;
+        let guard = protect(&client, &key, "enforce", json!({}), json!([])).await;
+
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        deployments
+            .create(&PostParams::default(), &deployment("llm", VLLM_IMAGE))
+            .await
+            .expect("admitted");
+
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let list = eventually("2 running injected pods", Duration::from_secs(60), || async {
+            let list = pods.list(&ListParams::default().labels("app=llm")).await.ok()?;
+            let running = list
+                .items
+                .iter()
+                .filter(|p| p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running"))
+                .count();
+            (running == 2).then_some(list.items)
+        })
+        .await;
+        for pod in &list {
+            assert_eq!(
+                sidecars(pod),
+                1,
+                "{} must carry exactly one airlock-sidecar",
+                pod.name_any()
+            );
+            let spec = pod.spec.as_ref().expect("spec");
+            let native = spec
+                .init_containers
+                .iter()
+                .flatten()
+                .find(|c| c.name == "airlock-sidecar");
+            let native =
+                native.expect("API server >= 1.29: the sidecar is a native sidecar (init container)");
+            assert_eq!(native.restart_policy.as_deref(), Some("Always"));
+            assert_eq!(
+                pod.annotations().get("airlock.dev/injected").map(String::as_str),
+                Some("true")
+            );
+            assert!(pod.annotations().contains_key("airlock.dev/status"));
+        }
+        guard.done().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_unprotected_model_server_is_denied_with_how_to_fix_it() {
+    with_temp_ns(|client, ns| async move {
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        let err = deployments
+            .create(&PostParams::default(), &deployment("llm", VLLM_IMAGE))
+            .await
+            .expect_err("an unprotected vLLM Deployment must be denied");
+        let kube::Error::Api(status) = err else {
+            panic!("expected an API error, got {err}")
+        };
+        println!("denied: {}", status.message);
+        for part in ["server", "vllm", "AIRuntimeInstance", "exemption"] {
+            assert!(
+                status.message.contains(part),
+                "denial must mention {part:?}: {}",
+                status.message
+            );
+        }
+
+        // The same for a bare pod.
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": { "name": "llm" },
+            "spec": { "containers": [{ "name": "server", "image": VLLM_IMAGE }] }
+        }))
+        .expect("pod literal");
+        assert!(
+            pods.create(&PostParams::default(), &pod).await.is_err(),
+            "unprotected pod must be denied"
+        );
+
+        // Ordinary workloads in the same namespace are untouched.
+        deployments
+            .create(&PostParams::default(), &deployment("web", "nginx:1.27"))
+            .await
+            .expect("ordinary app");
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_exemption_in_the_instance_admits_the_workload() {
+    with_temp_ns(|client, ns| async move {
+        let key = unique_name("exempt");
+        label_namespace(&client, &ns, &key).await;
+        // The instance selects only pods labelled tier=protected, so the Deployment below is not
+        // protected; its exemption (with a reason) is what admits it.
+        let guard = protect(
+            &client,
+            &key,
+            "enforce",
+            json!({ "matchLabels": { "tier": "protected" } }),
+            json!([{ "namespace": ns, "kind": "Deployment", "name": "llm", "reason": "benchmark rig, isolated" }]),
+        )
+        .await;
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        deployments
+            .create(&PostParams::default(), &deployment("llm", VLLM_IMAGE))
+            .await
+            .expect("an exempted model server is admitted");
+        let err = deployments
+            .create(&PostParams::default(), &deployment("llm-2", VLLM_IMAGE))
+            .await
+            .expect_err("the exemption names one Deployment, not its neighbours");
+        assert!(err.to_string().contains("vllm"), "{err}");
+        guard.done().await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn deleting_a_profile_still_in_use_is_denied() {
+    let client = client().await;
+    let key = unique_name("in-use");
+    let guard = protect(&client, &key, "enforce", json!({}), json!([])).await;
+    let profiles: Api<airlock_crds::AISecurityProfile> = Api::all(client.clone());
+    let err = profiles
+        .delete(&guard.profile, &DeleteParams::default())
+        .await
+        .expect_err("a profile an instance uses must not be deleted");
+    assert!(
+        err.to_string().contains(&guard.instance),
+        "the denial names the instance: {err}"
+    );
+    guard.done().await;
+}
