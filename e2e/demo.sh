@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# `make demo`: on a fresh machine, builds what it needs, starts a local control plane, installs Airlock's
-# CRDs and walks through them. Stops everything at the end unless AIRLOCK_DEMO_KEEP=1.
+# `make demo`: on a fresh machine, builds what it needs, starts a local control plane, installs Airlock and
+# shows a protected model server getting its sidecar and an unprotected one rejected with the reason.
+# Stops everything at the end unless AIRLOCK_DEMO_KEEP=1.
 #
-# TODO(issues 3, 5, 7): sidecar injection, rejection of an unprotected model server, a benign prompt passing
-# and an injection blocked through the sidecar, `kubectl airlock status`.
+# TODO(issues 5, 7): a benign prompt passing and an injection blocked through the sidecar (needs the
+# proxy), install through Helm and end with `kubectl airlock status`.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -17,7 +18,6 @@ show() { printf '\033[2m$ %s\033[0m\n' "$*"; "$@"; }
 step "Building the control plane from pinned upstream Go modules (cached after the first run)"
 bin=$(e2e/controlplane/build.sh)
 export PATH="$bin:$PATH"
-cargo build -q -p airlock-crds --bin crdgen
 
 if [[ "${AIRLOCK_DEMO_KEEP:-0}" != 1 ]]; then
   trap 'step "Stopping the demo environment"; e2e/controlplane/down.sh "$AIRLOCK_ENV_DIR"' EXIT
@@ -28,19 +28,44 @@ export KUBECONFIG=$(e2e/controlplane/up.sh)
 show kubectl version
 show kubectl get nodes
 
-step "Installing Airlock's CRDs (server-side apply, as the Helm chart does)"
-target/debug/crdgen --plain | kubectl apply --server-side --field-manager=airlock -f -
-kubectl wait --for=condition=Established --timeout=60s crd -l app.kubernetes.io/part-of=airlock >/dev/null
+step "Installing Airlock: CRDs, the admission webhook (run locally), its webhook configurations"
+e2e/airlock.sh start "$AIRLOCK_ENV_DIR"
 show kubectl api-resources --api-group=airlock.dev
+show kubectl get mutatingwebhookconfigurations,validatingwebhookconfigurations -l app.kubernetes.io/part-of=airlock
 
 step "The CRDs document themselves"
+# The API server publishes a new CRD's OpenAPI (what explain reads) a moment after installing it.
+for _ in $(seq 1 60); do kubectl explain aisecurityprofile >/dev/null 2>&1 && break; sleep 0.5; done
 show kubectl explain aisecurityprofile.spec.dataProtection
 
 step "Applying the example profiles, runtime instance and address groups"
 show kubectl apply -f charts/airlock/examples/
 show kubectl get airlock
 
-step "The API server rejects a mistake with the rule's message"
+step "A protected namespace: the vLLM Deployment's pods get the airlock-sidecar"
+show kubectl create namespace models
+show kubectl label namespace models airlock.dev/protect=true
+show kubectl apply -n models -f e2e/demo/vllm.yaml
+kubectl wait -n models --for=condition=Available --timeout=60s deployment/llm >/dev/null
+show kubectl get pods -n models -o custom-columns='POD:.metadata.name,STATUS:.status.phase,IP:.status.podIP,INIT:.spec.initContainers[*].name,CONTAINERS:.spec.containers[*].name,INJECTED:.metadata.annotations.airlock\.dev/injected'
+
+step "An unprotected namespace: the same Deployment is rejected, with how to fix it"
+show kubectl create namespace sandbox
+if out=$(kubectl apply -n sandbox -f e2e/demo/vllm.yaml 2>&1); then
+  echo "unexpected: the unprotected model server was admitted" >&2
+  exit 1
+fi
+echo "$out"
+show kubectl apply -n sandbox -f - <<'APP'
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers: [{name: web, image: nginx:1.27}]
+APP
+echo "(an ordinary app in the same namespace is admitted untouched)"
+
+step "The API server itself rejects a mistake in an Airlock object, with the rule's message"
 cat <<'BAD' | sed 's/^/    /'
 apiVersion: airlock.dev/v1alpha1
 kind: DynamicAddressGroup
@@ -62,6 +87,8 @@ echo "$out"
 step "Summary"
 echo "control plane: $(kubectl version -o json | sed -n 's/.*"gitVersion": "\([^"]*\)".*/\1/p' | tail -n1) with $(kubectl get nodes --no-headers | wc -l) simulated nodes"
 echo "Airlock objects: $(kubectl get airlock --no-headers 2>/dev/null | wc -l)"
+echo "models/llm: $(kubectl get pods -n models -l app=llm --no-headers | wc -l) pods, each with the airlock-sidecar"
+echo "sandbox/llm: rejected (unprotected model server)"
 if [[ "${AIRLOCK_DEMO_KEEP:-0}" == 1 ]]; then
   echo "left running (AIRLOCK_DEMO_KEEP=1): export KUBECONFIG=$KUBECONFIG; stop with: e2e/controlplane/down.sh $AIRLOCK_ENV_DIR"
 fi

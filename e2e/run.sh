@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs the end-to-end tests: builds (or reuses) the control plane, starts a dedicated environment for the
 # tests (separate from `make up`'s), runs the airlock-e2e tests against it, and always stops it.
+# Extra arguments go to the test harness, e.g. `e2e/run.sh one_kubectl_call` to run matching tests.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -31,4 +32,4 @@ kubeconfig=$(e2e/controlplane/up.sh)
 e2e/airlock.sh start "$AIRLOCK_ENV_DIR"
 echo "[e2e] $("$bin/kubectl" --kubeconfig "$kubeconfig" version 2>/dev/null | tr '\n' ' ')"
 AIRLOCK_E2E_KUBECONFIG=$kubeconfig AIRLOCK_E2E_BIN=$bin \
-  cargo test -p airlock-e2e -- --test-threads="${AIRLOCK_E2E_THREADS:-4}" --show-output
+  cargo test -p airlock-e2e -- --test-threads="${AIRLOCK_E2E_THREADS:-4}" --show-output "$@"

@@ -140,10 +140,10 @@ fn address_group_expressions_parse_with_the_label_expression_parser() {
 fn chart_examples_are_the_user_facing_fixtures() {
     let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../charts/airlock/examples");
     for name in [
-        "strict-profile.yaml",
-        "audit-profile.yaml",
-        "instance.yaml",
-        "address-groups.yaml",
+        "1-strict-profile.yaml",
+        "1-audit-profile.yaml",
+        "3-instance.yaml",
+        "2-address-groups.yaml",
     ] {
         let fixture = fs::read_to_string(common::data_dir().join("valid").join(name)).expect("fixture");
         let example = fs::read_to_string(examples.join(name)).expect("chart example");

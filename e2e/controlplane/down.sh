@@ -15,30 +15,28 @@ running() { [[ -r "/proc/$1/stat" ]] && [[ $(awk '{print $3}' "/proc/$1/stat" 2>
 shopt -s nullglob
 # Reverse start order: simulated nodes and controllers first, etcd last.
 order=(airlock-webhook airlock-operator kwok kube-scheduler kube-controller-manager kube-apiserver etcd)
-pids=()
+# One at a time, waiting for each: kube-apiserver shuts down slowly if etcd is already gone.
+stopped=0
+left=()
 for name in "${order[@]}" $(cd "$dir/pids" 2>/dev/null && ls -- *.pid 2>/dev/null | sed 's/\.pid$//'); do
   f="$dir/pids/$name.pid"
   [[ -f "$f" ]] || continue
   pid=$(cat "$f")
-  # Each component runs in its own session (setsid): signal the whole process group.
-  if running "$pid"; then
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
-    pids+=("$pid")
-  fi
   rm -f "$f"
-done
-for pid in "${pids[@]}"; do
+  running "$pid" || continue
+  # Each component runs in its own session (setsid): signal the whole process group.
+  kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null
   for _ in $(seq 1 100); do running "$pid" || break; sleep 0.1; done
   if running "$pid"; then
-    log "process $pid did not stop in 10s; killing it"
+    log "$name (pid $pid) did not stop in 10s; killing it"
     kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null
+    sleep 0.2
   fi
+  if running "$pid"; then left+=("$name:$pid"); else stopped=$((stopped + 1)); fi
 done
 rm -rf "$dir/etcd"
-sleep 0.2
-left=$(for pid in "${pids[@]}"; do running "$pid" && echo "$pid"; done)
-if [[ -n "$left" ]]; then
-  log "error: still running: $left"
+if [[ ${#left[@]} -gt 0 ]]; then
+  log "error: still running: ${left[*]}"
   exit 1
 fi
-log "stopped ${#pids[@]} processes ($dir)"
+log "stopped $stopped processes ($dir)"

@@ -256,3 +256,27 @@ async fn deleting_a_profile_still_in_use_is_denied() {
     );
     guard.done().await;
 }
+
+#[tokio::test]
+async fn a_profile_and_its_instance_applied_in_one_kubectl_call_are_admitted() {
+    // `kubectl apply -f dir/` sends them back to back. The webhook's watch usually keeps up; when it does
+    // not, the webhook confirms the cache miss with a direct read before denying (webhook/src/cache.rs).
+    // This checks the user's scenario; the race itself is too narrow to force here.
+    let client = client().await;
+    install_crds(&client).await;
+    let profile = unique_name("together");
+    let instance = unique_name("together");
+    let manifest = format!(
+        "apiVersion: airlock.dev/v1alpha1\nkind: AISecurityProfile\nmetadata: {{name: {profile}}}\nspec: {{}}\n---\n\
+         apiVersion: airlock.dev/v1alpha1\nkind: AIRuntimeInstance\nmetadata: {{name: {instance}}}\n\
+         spec:\n  selector: {{namespaceSelector: {{matchLabels: {{airlock-e2e/select: {instance}}}}}}}\n  \
+         profileRef: {{name: {profile}}}\n"
+    );
+    let path = std::env::temp_dir().join(format!("{instance}.yaml"));
+    std::fs::write(&path, manifest).expect("write manifest");
+    let out = airlock_e2e::run_tool("kubectl", &["apply", "-f", path.to_str().expect("utf-8 path")]);
+    assert!(out.contains("created"), "{out}");
+    airlock_e2e::run_tool("kubectl", &["delete", "airuntimeinstance", &instance]);
+    airlock_e2e::run_tool("kubectl", &["delete", "aisecurityprofile", &profile]);
+    let _ = std::fs::remove_file(path);
+}

@@ -4,9 +4,15 @@
 //!
 //! Watch failures are retried with backoff for as long as the process runs; the stores keep their last
 //! known state meanwhile, so an API-server blip never stops admission.
+//!
+//! A watch trails the API server by a few milliseconds, and `kubectl apply -f dir/` creates a profile and
+//! the instance that uses it (or a namespace and its pods) back to back. So a cache *miss* for a profile
+//! or a namespace is confirmed with one direct read (bounded by [`LIVE_READ_TIMEOUT`]) before the handler
+//! acts on it; hits, the common case, never leave memory.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use airlock_crds::{AIRuntimeInstance, AISecurityProfile};
 use futures::StreamExt;
@@ -29,7 +35,11 @@ pub struct KubeView {
     namespaces: Store<PartialObjectMeta<Namespace>>,
     version: (u32, u32),
     readiness: Readiness,
+    client: Client,
 }
+
+/// Longest a cache miss may wait for its confirming read.
+pub const LIVE_READ_TIMEOUT: Duration = Duration::from_secs(2);
 
 impl std::fmt::Debug for KubeView {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -71,7 +81,7 @@ impl KubeView {
         let (namespaces, writer) = reflector::store();
         // `PartialObjectMeta` makes the watch ask for metadata only.
         let stream = watcher(
-            Api::<PartialObjectMeta<Namespace>>::all(client),
+            Api::<PartialObjectMeta<Namespace>>::all(client.clone()),
             watcher::Config::default(),
         )
         .default_backoff()
@@ -84,6 +94,7 @@ impl KubeView {
             namespaces,
             version,
             readiness,
+            client,
         };
         let synced = view.clone();
         tasks.spawn(async move {
@@ -98,6 +109,34 @@ impl KubeView {
             }
         });
         Ok(view)
+    }
+
+    /// Confirms a cache miss with a direct read. The handler is synchronous, so this blocks its worker
+    /// thread (never the runtime: `block_in_place`) for at most [`LIVE_READ_TIMEOUT`]; outside a
+    /// multi-threaded runtime it does not read and the miss stands.
+    fn live_read<T, F>(&self, read: F) -> Option<T>
+    where
+        F: std::future::Future<Output = kube::Result<Option<T>>>,
+    {
+        let handle = tokio::runtime::Handle::try_current().ok()?;
+        if handle.runtime_flavor() != tokio::runtime::RuntimeFlavor::MultiThread {
+            return None;
+        }
+        tokio::task::block_in_place(|| {
+            handle.block_on(async {
+                match tokio::time::timeout(LIVE_READ_TIMEOUT, read).await {
+                    Ok(Ok(found)) => found,
+                    Ok(Err(error)) => {
+                        tracing::warn!(%error, "confirming a cache miss failed");
+                        None
+                    }
+                    Err(_) => {
+                        tracing::warn!("confirming a cache miss timed out");
+                        None
+                    }
+                }
+            })
+        })
     }
 
     /// Whether every cache has received its initial list.
@@ -135,13 +174,21 @@ impl ClusterView for KubeView {
     }
 
     fn profile(&self, name: &str) -> Option<Arc<AISecurityProfile>> {
-        self.profiles.get(&ObjectRef::new(name))
+        if let Some(profile) = self.profiles.get(&ObjectRef::new(name)) {
+            return Some(profile);
+        }
+        let api = Api::<AISecurityProfile>::all(self.client.clone());
+        self.live_read(api.get_opt(name)).map(Arc::new)
     }
 
     fn namespace_labels(&self, namespace: &str) -> Option<BTreeMap<String, String>> {
-        self.namespaces
-            .get(&ObjectRef::new(namespace))
-            .map(|ns| ns.metadata.labels.clone().unwrap_or_default())
+        let labels = |ns: &PartialObjectMeta<Namespace>| ns.metadata.labels.clone().unwrap_or_default();
+        if let Some(ns) = self.namespaces.get(&ObjectRef::new(namespace)) {
+            return Some(labels(&ns));
+        }
+        let api = Api::<Namespace>::all(self.client.clone());
+        self.live_read(api.get_metadata_opt(namespace))
+            .map(|ns| labels(&ns))
     }
 
     fn server_version(&self) -> (u32, u32) {
