@@ -280,3 +280,90 @@ async fn a_profile_and_its_instance_applied_in_one_kubectl_call_are_admitted() {
     airlock_e2e::run_tool("kubectl", &["delete", "aisecurityprofile", &profile]);
     let _ = std::fs::remove_file(path);
 }
+
+#[tokio::test]
+async fn audit_mode_admits_with_a_warning() {
+    with_temp_ns(|client, ns| async move {
+        let key = unique_name("audit");
+        label_namespace(&client, &ns, &key).await;
+        // An audit-mode instance selects the namespace: its sidecar would only alert, so the model server
+        // is not enforced; Airlock admits it and says so in a warning instead of denying it.
+        let guard = protect(&client, &key, "audit", json!({}), json!([])).await;
+        let path = std::env::temp_dir().join(format!("{key}.yaml"));
+        let manifest = serde_json::to_string(&deployment("llm", VLLM_IMAGE)).expect("json");
+        let manifest = manifest.replacen('{', "{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",", 1);
+        std::fs::write(&path, manifest).expect("write manifest");
+        let out = airlock_e2e::tool("kubectl")
+            .args(["apply", "-n", &ns, "-f", path.to_str().expect("utf-8 path")])
+            .output()
+            .expect("run kubectl");
+        let _ = std::fs::remove_file(&path);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "audit mode must admit: {stderr}");
+        println!("kubectl: {stderr}");
+        assert!(
+            stderr.contains("Warning:") && stderr.contains("vllm"),
+            "kubectl shows the warning: {stderr}"
+        );
+        guard.done().await;
+    })
+    .await;
+}
+
+/// Samples of one metric family from the API server's `/metrics`, as (labels, value).
+async fn apiserver_metric(client: &Client, family: &str) -> Vec<(String, f64)> {
+    let request = http::Request::get("/metrics").body(Vec::new()).expect("request");
+    let text = client.request_text(request).await.expect("GET /metrics");
+    text.lines()
+        .filter_map(|l| l.strip_prefix(family))
+        .filter_map(|rest| {
+            let (labels, value) = rest.rsplit_once(' ')?;
+            Some((labels.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_api_server_never_failed_to_call_airlock() {
+    // The API server's own counters are the oracle: every call to Airlock's webhooks must have reached
+    // it (no `calling_webhook_error`), including for requests Airlock leaves alone.
+    with_temp_ns(|client, ns| async move {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": { "name": "web" },
+            "spec": { "containers": [{ "name": "web", "image": "nginx:1.27" }] }
+        }))
+        .expect("pod literal");
+        pods.create(&PostParams::default(), &pod)
+            .await
+            .expect("an ordinary pod is admitted");
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        let _ = deployments
+            .create(&PostParams::default(), &deployment("llm", VLLM_IMAGE))
+            .await;
+
+        let calls = apiserver_metric(
+            &client,
+            "apiserver_admission_webhook_admission_duration_seconds_count",
+        )
+        .await;
+        for webhook in ["inject.airlock.dev", "workloads.airlock.dev"] {
+            let called: f64 = calls
+                .iter()
+                .filter(|(l, _)| l.contains(&format!("name=\"{webhook}\"")))
+                .map(|(_, v)| v)
+                .sum();
+            assert!(called > 0.0, "the API server never called {webhook}: {calls:?}");
+        }
+        let failures = apiserver_metric(&client, "apiserver_admission_webhook_rejection_count").await;
+        let broken: Vec<_> = failures
+            .iter()
+            .filter(|(l, v)| l.contains("airlock.dev") && l.contains("calling_webhook_error") && *v > 0.0)
+            .collect();
+        assert!(
+            broken.is_empty(),
+            "the API server failed to call Airlock: {broken:?}"
+        );
+    })
+    .await;
+}
