@@ -367,3 +367,52 @@ async fn the_api_server_never_failed_to_call_airlock() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_job_with_the_injected_native_sidecar_still_completes() {
+    with_temp_ns(|client, ns| async move {
+        let key = unique_name("job");
+        label_namespace(&client, &ns, &key).await;
+        let guard = protect(&client, &key, "enforce", json!({}), json!([])).await;
+
+        let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), &ns);
+        let job = serde_json::from_value(json!({
+            "metadata": { "name": "batch-eval" },
+            "spec": {
+                "backoffLimit": 0,
+                "template": {
+                    "metadata": { "labels": { "app": "batch-eval" } },
+                    "spec": {
+                        "restartPolicy": "Never",
+                        "containers": [{ "name": "eval", "image": "python:3.12-slim",
+                                         "command": ["python", "-c", "print('scoring prompts')"] }]
+                    }
+                }
+            }
+        }))
+        .expect("job literal");
+        jobs.create(&PostParams::default(), &job)
+            .await
+            .expect("create job");
+
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let pod = eventually("the job's pod", Duration::from_secs(30), || async {
+            pods.list(&ListParams::default().labels("app=batch-eval"))
+                .await
+                .ok()?
+                .items
+                .into_iter()
+                .next()
+        })
+        .await;
+        assert_eq!(sidecars(&pod), 1, "the job's pod carries the sidecar");
+        let succeeded = eventually("the job to complete", Duration::from_secs(60), || async {
+            let job = jobs.get("batch-eval").await.ok()?;
+            job.status?.succeeded.filter(|n| *n >= 1)
+        })
+        .await;
+        assert_eq!(succeeded, 1);
+        guard.done().await;
+    })
+    .await;
+}
