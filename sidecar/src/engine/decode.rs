@@ -147,7 +147,7 @@ pub(crate) fn find_blobs(text: &str, n: &Normalized, budget: &mut Budget) -> Vec
     while i < bytes.len() {
         // %-encoded tokens: whitespace-delimited, at least three escapes.
         if bytes[i] == b'%' {
-            let start = text[..i].rfind(|c: char| c.is_whitespace()).map_or(0, |p| p + 1);
+            let start = super::token_start(text, i, char::is_whitespace);
             let end = text[i..]
                 .find(|c: char| c.is_whitespace())
                 .map_or(text.len(), |p| i + p);

@@ -239,9 +239,9 @@ fn neighbours(text: &str, start: usize, end: usize, glue: impl Fn(char) -> bool)
 
 /// The position is inside a URL token; URL hosts and credentials belong to the `url` detector.
 fn in_url(text: &str, pos: usize) -> bool {
-    let token_start = text[..pos]
-        .rfind(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '(' | '<' | '`'))
-        .map_or(0, |p| p + 1);
+    let token_start = super::token_start(text, pos, |c| {
+        c.is_whitespace() || matches!(c, '"' | '\'' | '(' | '<' | '`')
+    });
     text[token_start..pos].contains("://")
 }
 
