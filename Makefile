@@ -2,7 +2,7 @@
 SHELL := /usr/bin/env bash
 CARGO ?= cargo
 
-.PHONY: all build test lint unit e2e up down demo bench crds controlplane clean-env
+.PHONY: all build test lint unit fuzz e2e up down demo bench crds controlplane clean-env
 
 all: build
 
@@ -16,8 +16,18 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# The in-tree fuzz targets (bolero) run a second or two each; a fixed seed keeps CI reproducible.
+# `make fuzz` explores with fresh seeds.
+FUZZ_SEED ?= 20261123
 unit:
-	$(CARGO) test --workspace --exclude airlock-e2e
+	BOLERO_RANDOM_SEED=$(FUZZ_SEED) $(CARGO) test --workspace --exclude airlock-e2e
+
+## fuzz: the fuzz targets again and again with fresh random seeds (outside CI); a failure prints its seed.
+FUZZ_ROUNDS ?= 20
+fuzz:
+	for i in $$(seq 1 $(FUZZ_ROUNDS)); do \
+	  $(CARGO) test -q --workspace --exclude airlock-e2e fuzz || exit 1; \
+	done
 
 e2e:
 	e2e/run.sh
