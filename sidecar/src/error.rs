@@ -1,11 +1,50 @@
 //! The sidecar's error type.
 
+use std::path::PathBuf;
+
+use crate::engine::EngineError;
+
 /// Everything that can make the sidecar fail.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The subcommand exists in the interface but is not built yet.
     #[error("`airlock-sidecar {0}` is not implemented yet")]
     NotImplemented(&'static str),
+
+    /// A profile file could not be read.
+    #[error("cannot read profile file {}", path.display())]
+    ProfileRead {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// A profile file is not valid YAML or does not match the `AISecurityProfile` schema.
+    #[error("profile file {} is not a valid AISecurityProfile: {source}", path.display())]
+    ProfileYaml {
+        path: PathBuf,
+        #[source]
+        source: serde_yaml_ng::Error,
+    },
+
+    /// A profile file holds some other kind of object.
+    #[error(
+        "profile file {} holds `{found}`, expected apiVersion `airlock.dev/v1alpha1` and kind `AISecurityProfile`",
+        path.display()
+    )]
+    ProfileKind { path: PathBuf, found: String },
+
+    /// The profile parsed but its detections do not compile (a custom regex, an empty topic).
+    #[error("profile `{profile}` is invalid: {source}")]
+    ProfileInvalid {
+        profile: String,
+        #[source]
+        source: EngineError,
+    },
+
+    /// Reading the scan input or writing verdicts failed.
+    #[error("scan I/O failed")]
+    ScanIo(#[source] std::io::Error),
 }
 
 /// `Result` with the sidecar's [`Error`] as the default error type.
@@ -16,6 +55,10 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::NotImplemented(_) => "not_implemented",
+            Error::ProfileRead { .. } => "profile_read",
+            Error::ProfileYaml { .. } | Error::ProfileKind { .. } => "profile_parse",
+            Error::ProfileInvalid { .. } => "profile_invalid",
+            Error::ScanIo(_) => "scan_io",
         }
     }
 }

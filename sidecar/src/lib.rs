@@ -4,6 +4,10 @@
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod extract;
+pub mod profile;
+pub mod scan;
+pub mod verdict;
 
 pub use error::{Error, Result};
 
@@ -46,13 +50,24 @@ pub enum Command {
 
 /// Runs one subcommand.
 ///
-/// TODO(issue 5): proxy, `scan` and `init`. Until then each subcommand reports that it is not ready and exits.
+/// TODO(issue 5): the proxy (`run`) and `init`. Until then they report that they are not ready and exit.
 pub async fn run(cli: Cli) -> Result<()> {
     let name = match &cli.command {
         Command::Run { .. } => "run",
-        Command::Scan { .. } => "scan",
+        Command::Scan { profile } => return scan_stdio(profile),
         Command::Init => "init",
     };
     tracing::info!(command = name, "airlock-sidecar starting");
     Err(Error::NotImplemented(name))
+}
+
+/// `scan` over stdin and stdout (logs go to stderr, so stdout holds only verdicts). Scanning is
+/// synchronous; the command has nothing else to run meanwhile.
+fn scan_stdio(profile: &str) -> Result<()> {
+    let policy = profile::Policy::load(profile)?;
+    let stdin = std::io::stdin();
+    let stdout = std::io::stdout();
+    let stats = scan::run_scan(&policy, stdin.lock(), std::io::BufWriter::new(stdout.lock()))?;
+    tracing::debug!(profile = %policy.name, ?stats, "scan finished");
+    Ok(())
 }

@@ -342,6 +342,17 @@ impl Engine {
     }
 }
 
+/// Byte offset just after the last character before `pos` that satisfies `is_delimiter` (0 when none
+/// does): the start of the token `pos` is in. Delimiters may be multi-byte (U+0085 and U+3000 are
+/// whitespace), so the offset is advanced by the character's length, never by one byte.
+pub(crate) fn token_start(text: &str, pos: usize, is_delimiter: impl Fn(char) -> bool) -> usize {
+    text[..pos]
+        .char_indices()
+        .rev()
+        .find(|&(_, c)| is_delimiter(c))
+        .map_or(0, |(i, c)| i + c.len_utf8())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -391,15 +402,4 @@ mod tests {
     fn category_serialises_lowercase() {
         assert_eq!(serde_json::to_string(&Category::Dlp).unwrap(), "\"dlp\"");
     }
-}
-
-/// Byte offset just after the last character before `pos` that satisfies `is_delimiter` (0 when none
-/// does): the start of the token `pos` is in. Delimiters may be multi-byte (U+0085 and U+3000 are
-/// whitespace), so the offset is advanced by the character's length, never by one byte.
-pub(crate) fn token_start(text: &str, pos: usize, is_delimiter: impl Fn(char) -> bool) -> usize {
-    text[..pos]
-        .char_indices()
-        .rev()
-        .find(|&(_, c)| is_delimiter(c))
-        .map_or(0, |(i, c)| i + c.len_utf8())
 }
