@@ -32,4 +32,4 @@ kubeconfig=$(e2e/controlplane/up.sh)
 e2e/airlock.sh start "$AIRLOCK_ENV_DIR"
 echo "[e2e] $("$bin/kubectl" --kubeconfig "$kubeconfig" version 2>/dev/null | tr '\n' ' ')"
 AIRLOCK_E2E_KUBECONFIG=$kubeconfig AIRLOCK_E2E_BIN=$bin \
-  cargo test -p airlock-e2e -- --test-threads="${AIRLOCK_E2E_THREADS:-4}" --show-output "$@"
+  cargo test -p airlock-e2e --tests -- --test-threads="${AIRLOCK_E2E_THREADS:-4}" --show-output "$@"
