@@ -217,17 +217,33 @@ pub async fn serve(
     opts: ServeOptions,
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
-    let acceptor = TlsAcceptor::from(Arc::new(tls.server_config()?));
-    let reloader = AbortOnDrop(tokio::spawn(
-        tls.clone().watch(opts.cert_reload_interval, opts.metrics.clone()),
-    ));
-
     let filter = routes(
         view,
         opts.metrics.clone(),
         opts.max_body_bytes,
         opts.request_timeout,
     );
+    serve_filter(listener, tls, filter, opts, shutdown).await
+}
+
+/// [`serve`] with any warp filter in place of the admission routes: the same TLS accept loop, HTTP
+/// settings, certificate reload and graceful shutdown. The webhook benchmark's bare baseline uses it, so
+/// the comparison isolates what admission itself costs.
+pub async fn serve_filter<F>(
+    listener: TcpListener,
+    tls: Arc<ReloadingCert>,
+    filter: F,
+    opts: ServeOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<()>
+where
+    F: Filter<Extract = (Response,), Error = Infallible> + Clone + Send + Sync + 'static,
+{
+    let acceptor = TlsAcceptor::from(Arc::new(tls.server_config()?));
+    let reloader = AbortOnDrop(tokio::spawn(
+        tls.clone().watch(opts.cert_reload_interval, opts.metrics.clone()),
+    ));
+
     let service = TowerToHyperService::new(warp::service(filter));
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
