@@ -353,6 +353,21 @@ pub(crate) fn token_start(text: &str, pos: usize, is_delimiter: impl Fn(char) ->
         .map_or(0, |(i, c)| i + c.len_utf8())
 }
 
+/// Indices of `literals` in the shared prefilter's pattern list `anchors`, adding the ones not there yet,
+/// so that one Aho-Corasick automaton serves every rule of a detector.
+pub(crate) fn intern_anchors(anchors: &mut Vec<&'static str>, literals: &[&'static str]) -> Vec<usize> {
+    literals
+        .iter()
+        .map(|l| match anchors.iter().position(|a| a == l) {
+            Some(i) => i,
+            None => {
+                anchors.push(l);
+                anchors.len() - 1
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

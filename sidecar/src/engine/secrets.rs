@@ -239,16 +239,7 @@ impl Secrets {
             }
             // Built-in patterns; a failure is a bug caught by the unit tests, never a runtime error.
             let Ok(regex) = Regex::new(pattern) else { continue };
-            let ids = literals
-                .iter()
-                .map(|l| match anchors.iter().position(|a| a == l) {
-                    Some(i) => i,
-                    None => {
-                        anchors.push(l);
-                        anchors.len() - 1
-                    }
-                })
-                .collect();
+            let ids = super::intern_anchors(&mut anchors, literals);
             rules.push(Rule {
                 detector,
                 regex,
