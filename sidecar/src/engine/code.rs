@@ -295,18 +295,7 @@ impl CodeDetector {
     pub(crate) fn detect(&self, n: &Normalized, source: Source, out: &mut Vec<Finding>) {
         let Some(pre) = &self.prefilter else { return };
         let text = &n.folded;
-        let mut seen = vec![false; self.anchor_count];
-        let mut remaining = self.anchor_count;
-        for m in pre.find_overlapping_iter(text) {
-            let i = m.pattern().as_usize();
-            if !seen[i] {
-                seen[i] = true;
-                remaining -= 1;
-                if remaining == 0 {
-                    break;
-                }
-            }
-        }
+        let seen = super::anchors_seen(pre, text, self.anchor_count);
         if seen.iter().all(|s| !s) {
             return;
         }

@@ -368,6 +368,29 @@ pub(crate) fn intern_anchors(anchors: &mut Vec<&'static str>, literals: &[&'stat
         .collect()
 }
 
+/// Which of a detector's `anchor_count` prefilter literals occur in `text`: one overlapping pass of the
+/// automaton, stopping early once every literal has been seen. Rules whose anchors are all absent are
+/// skipped without running their regex.
+pub(crate) fn anchors_seen(
+    prefilter: &aho_corasick::AhoCorasick,
+    text: &str,
+    anchor_count: usize,
+) -> Vec<bool> {
+    let mut seen = vec![false; anchor_count];
+    let mut remaining = anchor_count;
+    for m in prefilter.find_overlapping_iter(text) {
+        let i = m.pattern().as_usize();
+        if !seen[i] {
+            seen[i] = true;
+            remaining -= 1;
+            if remaining == 0 {
+                break;
+            }
+        }
+    }
+    seen
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -262,18 +262,7 @@ impl Secrets {
 
     pub(crate) fn detect(&self, text: &str, out: &mut Vec<Finding>, budget: &Budget) {
         let Some(pre) = &self.prefilter else { return };
-        let mut seen = vec![false; self.anchor_count];
-        let mut remaining = self.anchor_count;
-        for m in pre.find_overlapping_iter(text) {
-            let i = m.pattern().as_usize();
-            if !seen[i] {
-                seen[i] = true;
-                remaining -= 1;
-                if remaining == 0 {
-                    break;
-                }
-            }
-        }
+        let seen = super::anchors_seen(pre, text, self.anchor_count);
         for rule in &self.rules {
             if !rule.anchors.iter().any(|&a| seen[a]) {
                 continue;
