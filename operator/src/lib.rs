@@ -4,8 +4,12 @@
 //! Reconcilers follow one pipeline (observe → validate → build → apply → status); the steps that need no
 //! client are plain functions in [`controllers`].
 
+pub mod certs;
 pub mod controllers;
 pub mod error;
+pub mod policy;
+pub mod profile;
+pub mod webhooks;
 
 pub use error::{Error, Result};
 
