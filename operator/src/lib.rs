@@ -7,6 +7,7 @@
 pub mod certs;
 pub mod controllers;
 pub mod error;
+pub mod index;
 pub mod policy;
 pub mod profile;
 pub mod webhooks;

@@ -1,0 +1,383 @@
+//! The operator's in-memory index of pods, namespaces and address groups, fed by watch events.
+//!
+//! Every change is applied incrementally: a pod event re-evaluates that one pod against each group, a
+//! namespace label change re-evaluates that namespace's pods, and only a group's own spec change
+//! re-evaluates all pods for that group. Groups whose membership changed are marked dirty; the status
+//! writer takes them with [`Index::take_dirty_groups`]. The index does no I/O and is tested synchronously.
+
+pub mod pod;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use airlock_core::expr::Expr;
+use airlock_crds::v1alpha1::{DynamicAddressGroupSpec, Member};
+use airlock_webhook::selection::selector_matches;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+pub use pod::LeanPod;
+
+/// The label the API server sets on every namespace.
+const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
+/// Groups without a namespace selector never include this namespace's pods.
+const SYSTEM_NAMESPACE: &str = "kube-system";
+
+/// Identifies a member pod; orders by namespace, then name (the order of `status.members`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct PodKey {
+    /// Namespace of the pod.
+    pub namespace: Arc<str>,
+    /// Name of the pod.
+    pub name: Box<str>,
+}
+
+/// What a group records about a member.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberState {
+    /// The pod's IPs.
+    pub ips: Box<[IpAddr]>,
+    /// Whether the pod is ready.
+    pub ready: bool,
+}
+
+#[derive(Debug, Default)]
+struct Namespace {
+    /// The namespace's labels including `kubernetes.io/metadata.name`; only that label until the
+    /// namespace itself has been seen.
+    labels: BTreeMap<String, String>,
+    pods: HashMap<Box<str>, LeanPod>,
+}
+
+#[derive(Debug)]
+struct Group {
+    spec: DynamicAddressGroupSpec,
+    expr: Result<Expr, String>,
+    members: BTreeMap<PodKey, MemberState>,
+}
+
+/// Pods, namespaces and address groups, with each group's current membership.
+#[derive(Debug, Default)]
+pub struct Index {
+    namespaces: HashMap<Arc<str>, Namespace>,
+    groups: BTreeMap<String, Group>,
+    dirty: BTreeSet<String>,
+    pod_count: usize,
+    revision: u64,
+}
+
+impl Index {
+    /// An empty index.
+    pub fn new() -> Index {
+        Index::default()
+    }
+
+    /// Adds or replaces a pod.
+    pub fn apply_pod(&mut self, namespace: &str, pod: LeanPod) {
+        let ns_name = self.intern(namespace);
+        let Some(ns) = self.namespaces.get_mut(&ns_name) else {
+            return;
+        };
+        if ns.pods.get(&pod.name) == Some(&pod) {
+            return;
+        }
+        let key = PodKey {
+            namespace: ns_name.clone(),
+            name: pod.name.clone(),
+        };
+        for (name, group) in &mut self.groups {
+            let state = member_state(group, &ns_name, &ns.labels, &pod);
+            if update_member(&mut group.members, &key, state) {
+                self.dirty.insert(name.clone());
+            }
+        }
+        if ns.pods.insert(pod.name.clone(), pod).is_none() {
+            self.pod_count += 1;
+        }
+        self.revision += 1;
+    }
+
+    /// Removes a pod; unknown pods are ignored.
+    pub fn delete_pod(&mut self, namespace: &str, name: &str) {
+        let Some(ns) = self.namespaces.get_mut(namespace) else {
+            return;
+        };
+        if ns.pods.remove(name).is_none() {
+            return;
+        }
+        self.pod_count -= 1;
+        self.revision += 1;
+        let Some((ns_name, _)) = self.namespaces.get_key_value(namespace) else {
+            return;
+        };
+        let key = PodKey {
+            namespace: ns_name.clone(),
+            name: name.into(),
+        };
+        for (group_name, group) in &mut self.groups {
+            if group.members.remove(&key).is_some() {
+                self.dirty.insert(group_name.clone());
+            }
+        }
+    }
+
+    /// Replaces every pod with `pods` (after a watch re-list): pods missing from the list are removed,
+    /// the others applied, so a group only changes where the cluster did.
+    pub fn replace_pods(&mut self, pods: Vec<(String, LeanPod)>) {
+        let mut listed: HashMap<String, BTreeSet<Box<str>>> = HashMap::new();
+        for (namespace, pod) in &pods {
+            listed
+                .entry(namespace.clone())
+                .or_default()
+                .insert(pod.name.clone());
+        }
+        let stale: Vec<(Arc<str>, Box<str>)> = self
+            .namespaces
+            .iter()
+            .flat_map(|(ns_name, ns)| {
+                let keep = listed.get(&**ns_name);
+                ns.pods
+                    .keys()
+                    .filter(move |name| keep.is_none_or(|k| !k.contains(*name)))
+                    .map(move |name| (ns_name.clone(), name.clone()))
+            })
+            .collect();
+        for (namespace, name) in stale {
+            self.delete_pod(&namespace, &name);
+        }
+        for (namespace, pod) in pods {
+            self.apply_pod(&namespace, pod);
+        }
+    }
+
+    /// Records a namespace's labels and re-evaluates its pods when they changed.
+    pub fn apply_namespace(&mut self, name: &str, labels: BTreeMap<String, String>) {
+        let ns_name = self.intern(name);
+        let mut labels = labels;
+        labels
+            .entry(NAMESPACE_NAME_LABEL.to_owned())
+            .or_insert_with(|| name.to_owned());
+        let Some(ns) = self.namespaces.get_mut(&ns_name) else {
+            return;
+        };
+        if ns.labels == labels {
+            return;
+        }
+        ns.labels = labels;
+        self.revision += 1;
+        for (group_name, group) in &mut self.groups {
+            if group.spec.namespace_selector.is_none() {
+                continue;
+            }
+            let mut changed = false;
+            for pod in ns.pods.values() {
+                let key = PodKey {
+                    namespace: ns_name.clone(),
+                    name: pod.name.clone(),
+                };
+                let state = member_state(group, &ns_name, &ns.labels, pod);
+                changed |= update_member(&mut group.members, &key, state);
+            }
+            if changed {
+                self.dirty.insert(group_name.clone());
+            }
+        }
+    }
+
+    /// Forgets a namespace's labels (its pods go with their own delete events).
+    pub fn delete_namespace(&mut self, name: &str) {
+        if let Some(ns) = self.namespaces.get(name)
+            && ns.pods.is_empty()
+        {
+            self.namespaces.remove(name);
+            self.revision += 1;
+        }
+    }
+
+    /// Adds or updates a group; its membership is recomputed only when its spec changed.
+    pub fn apply_group(&mut self, name: &str, spec: &DynamicAddressGroupSpec) {
+        if self.groups.get(name).is_some_and(|g| g.spec == *spec) {
+            return;
+        }
+        let expr = airlock_core::expr::parse(&spec.match_expr).map_err(|e| e.to_string());
+        let mut group = Group {
+            spec: spec.clone(),
+            expr,
+            members: BTreeMap::new(),
+        };
+        for (ns_name, ns) in &self.namespaces {
+            for pod in ns.pods.values() {
+                if let Some(state) = member_state(&group, ns_name, &ns.labels, pod) {
+                    let key = PodKey {
+                        namespace: ns_name.clone(),
+                        name: pod.name.clone(),
+                    };
+                    group.members.insert(key, state);
+                }
+            }
+        }
+        self.groups.insert(name.to_owned(), group);
+        self.dirty.insert(name.to_owned());
+    }
+
+    /// Removes a group.
+    pub fn delete_group(&mut self, name: &str) {
+        self.groups.remove(name);
+        self.dirty.remove(name);
+    }
+
+    /// Names of the groups whose membership (or expression) changed since the last call.
+    pub fn take_dirty_groups(&mut self) -> Vec<String> {
+        std::mem::take(&mut self.dirty).into_iter().collect()
+    }
+
+    /// Marks a group for a status write even though its membership did not change (e.g. its
+    /// generation did).
+    pub fn mark_dirty(&mut self, name: &str) {
+        if self.groups.contains_key(name) {
+            self.dirty.insert(name.to_owned());
+        }
+    }
+
+    /// The group called `name`.
+    pub fn group(&self, name: &str) -> Option<GroupView<'_>> {
+        self.groups.get(name).map(|group| GroupView { group })
+    }
+
+    /// Names of all groups.
+    pub fn group_names(&self) -> impl Iterator<Item = &str> {
+        self.groups.keys().map(String::as_str)
+    }
+
+    /// The pods of a namespace.
+    pub fn pods_in(&self, namespace: &str) -> impl Iterator<Item = &LeanPod> {
+        self.namespaces
+            .get(namespace)
+            .into_iter()
+            .flat_map(|ns| ns.pods.values())
+    }
+
+    /// Every known namespace with its labels (including `kubernetes.io/metadata.name`).
+    pub fn namespaces(&self) -> impl Iterator<Item = (&str, &BTreeMap<String, String>)> {
+        self.namespaces.iter().map(|(name, ns)| (&**name, &ns.labels))
+    }
+
+    /// Number of pods in the index.
+    pub fn pod_count(&self) -> usize {
+        self.pod_count
+    }
+
+    /// A counter that grows with every change to pods or namespaces, so consumers can tell whether
+    /// anything happened since they last looked.
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    fn intern(&mut self, namespace: &str) -> Arc<str> {
+        if let Some((name, _)) = self.namespaces.get_key_value(namespace) {
+            return name.clone();
+        }
+        let name: Arc<str> = namespace.into();
+        let labels = BTreeMap::from([(NAMESPACE_NAME_LABEL.to_owned(), namespace.to_owned())]);
+        self.namespaces.insert(
+            name.clone(),
+            Namespace {
+                labels,
+                pods: HashMap::new(),
+            },
+        );
+        name
+    }
+}
+
+/// A read-only view of one group.
+#[derive(Debug, Clone, Copy)]
+pub struct GroupView<'a> {
+    group: &'a Group,
+}
+
+impl<'a> GroupView<'a> {
+    /// The parser's message when `spec.match` does not parse.
+    pub fn expression_error(&self) -> Option<&'a str> {
+        self.group.expr.as_ref().err().map(String::as_str)
+    }
+
+    /// Number of members.
+    pub fn member_count(&self) -> usize {
+        self.group.members.len()
+    }
+
+    /// Members ordered by namespace and name.
+    pub fn members(&self) -> impl Iterator<Item = (&'a PodKey, &'a MemberState)> + 'a {
+        self.group.members.iter()
+    }
+
+    /// Members in the status form.
+    pub fn status_members(&self) -> Vec<Member> {
+        self.members()
+            .map(|(key, state)| Member {
+                namespace: key.namespace.to_string(),
+                name: key.name.to_string(),
+                ips: state.ips.iter().map(IpAddr::to_string).collect(),
+                ready: state.ready,
+            })
+            .collect()
+    }
+
+    /// Every member IP, sorted and without duplicates.
+    pub fn ips(&self) -> Vec<String> {
+        let ips: BTreeSet<IpAddr> = self
+            .group
+            .members
+            .values()
+            .flat_map(|s| s.ips.iter().copied())
+            .collect();
+        ips.iter().map(IpAddr::to_string).collect()
+    }
+}
+
+/// Whether `pod` in namespace `ns_name` (with `ns_labels`) belongs to `group`, and as what.
+fn member_state(
+    group: &Group,
+    ns_name: &str,
+    ns_labels: &BTreeMap<String, String>,
+    pod: &LeanPod,
+) -> Option<MemberState> {
+    let expr = group.expr.as_ref().ok()?;
+    if pod.terminal {
+        return None;
+    }
+    let namespace_ok = match &group.spec.namespace_selector {
+        None => ns_name != SYSTEM_NAMESPACE,
+        Some(selector) => namespace_selected(selector, ns_labels),
+    };
+    (namespace_ok && expr.matches(pod)).then(|| MemberState {
+        ips: pod.ips.clone(),
+        ready: pod.ready,
+    })
+}
+
+fn namespace_selected(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    selector_matches(selector, labels)
+}
+
+/// Sets `key`'s membership to `state`; whether anything changed.
+fn update_member(
+    members: &mut BTreeMap<PodKey, MemberState>,
+    key: &PodKey,
+    state: Option<MemberState>,
+) -> bool {
+    match state {
+        Some(state) => {
+            if members.get(key) == Some(&state) {
+                return false;
+            }
+            members.insert(key.clone(), state);
+            true
+        }
+        None => members.remove(key).is_some(),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,221 @@
+use super::*;
+
+fn pod(name: &str, labels: &[(&str, &str)], ip: Option<&str>) -> LeanPod {
+    let mut labels: Vec<(Box<str>, Box<str>)> = labels.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+    labels.sort();
+    LeanPod {
+        name: name.into(),
+        labels: labels.into(),
+        ips: ip.map(|ip| ip.parse().unwrap()).into_iter().collect(),
+        ready: ip.is_some(),
+        terminal: false,
+        host_network: false,
+        opted_out: false,
+        injected: false,
+        sidecar_image: None,
+        owner: None,
+        containers: Box::new([]),
+    }
+}
+
+fn group(expr: &str) -> DynamicAddressGroupSpec {
+    DynamicAddressGroupSpec {
+        match_expr: expr.into(),
+        namespace_selector: None,
+    }
+}
+
+fn members(index: &Index, name: &str) -> Vec<String> {
+    index
+        .group(name)
+        .unwrap()
+        .members()
+        .map(|(k, s)| {
+            let ips: Vec<String> = s.ips.iter().map(|ip| ip.to_string()).collect();
+            format!("{}/{} {}", k.namespace, k.name, ips.join(","))
+        })
+        .collect()
+}
+
+#[test]
+fn a_pod_that_matches_joins_and_marks_the_group_dirty() {
+    let mut index = Index::new();
+    index.apply_group("chat", &group("app = chat"));
+    assert_eq!(index.take_dirty_groups(), ["chat"]);
+    index.apply_pod("ml", pod("chat-1", &[("app", "chat")], Some("10.0.0.1")));
+    index.apply_pod("ml", pod("other", &[("app", "other")], Some("10.0.0.2")));
+    assert_eq!(members(&index, "chat"), ["ml/chat-1 10.0.0.1"]);
+    assert_eq!(index.take_dirty_groups(), ["chat"]);
+    assert!(index.take_dirty_groups().is_empty());
+}
+
+#[test]
+fn relabelling_a_pod_moves_it_between_groups() {
+    let mut index = Index::new();
+    index.apply_group("blue", &group("color = blue"));
+    index.apply_group("green", &group("color = green"));
+    index.apply_pod("ns", pod("p", &[("color", "blue")], Some("10.0.0.1")));
+    index.take_dirty_groups();
+    index.apply_pod("ns", pod("p", &[("color", "green")], Some("10.0.0.1")));
+    assert!(members(&index, "blue").is_empty());
+    assert_eq!(members(&index, "green"), ["ns/p 10.0.0.1"]);
+    assert_eq!(index.take_dirty_groups(), ["blue", "green"]);
+}
+
+#[test]
+fn an_ip_assigned_later_updates_the_member() {
+    let mut index = Index::new();
+    index.apply_group("g", &group("has(app)"));
+    index.apply_pod("ns", pod("p", &[("app", "x")], None));
+    assert_eq!(members(&index, "g"), ["ns/p "]);
+    index.take_dirty_groups();
+    index.apply_pod("ns", pod("p", &[("app", "x")], Some("fd00::7")));
+    assert_eq!(members(&index, "g"), ["ns/p fd00::7"]);
+    assert_eq!(index.take_dirty_groups(), ["g"]);
+    assert_eq!(index.group("g").unwrap().ips(), ["fd00::7"]);
+}
+
+#[test]
+fn an_unchanged_pod_event_writes_nothing() {
+    let mut index = Index::new();
+    index.apply_group("g", &group("has(app)"));
+    index.apply_pod("ns", pod("p", &[("app", "x")], Some("10.0.0.1")));
+    index.take_dirty_groups();
+    let revision = index.revision();
+    index.apply_pod("ns", pod("p", &[("app", "x")], Some("10.0.0.1")));
+    assert!(index.take_dirty_groups().is_empty());
+    assert_eq!(index.revision(), revision);
+}
+
+#[test]
+fn a_label_change_that_does_not_affect_a_group_leaves_it_clean() {
+    let mut index = Index::new();
+    index.apply_group("g", &group("app = chat"));
+    index.apply_pod("ns", pod("p", &[("app", "chat"), ("v", "1")], Some("10.0.0.1")));
+    index.take_dirty_groups();
+    index.apply_pod("ns", pod("p", &[("app", "chat"), ("v", "2")], Some("10.0.0.1")));
+    assert!(index.take_dirty_groups().is_empty());
+}
+
+#[test]
+fn deleting_a_pod_removes_it_from_its_groups() {
+    let mut index = Index::new();
+    index.apply_group("g", &group("has(app)"));
+    index.apply_pod("ns", pod("p", &[("app", "x")], Some("10.0.0.1")));
+    index.take_dirty_groups();
+    index.delete_pod("ns", "p");
+    assert!(members(&index, "g").is_empty());
+    assert_eq!(index.take_dirty_groups(), ["g"]);
+    assert_eq!(index.pod_count(), 0);
+    index.delete_pod("ns", "p");
+    index.delete_pod("nowhere", "p");
+    assert!(index.take_dirty_groups().is_empty());
+}
+
+#[test]
+fn finished_pods_are_not_members() {
+    let mut index = Index::new();
+    index.apply_group("g", &group("has(app)"));
+    let mut done = pod("job-1", &[("app", "x")], Some("10.0.0.1"));
+    done.terminal = true;
+    index.apply_pod("ns", done);
+    assert!(members(&index, "g").is_empty());
+}
+
+#[test]
+fn kube_system_pods_join_only_groups_that_select_the_namespace() {
+    let mut index = Index::new();
+    index.apply_group("all", &group("has(app)"));
+    index.apply_group(
+        "system",
+        &DynamicAddressGroupSpec {
+            match_expr: "has(app)".into(),
+            namespace_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([(
+                    "kubernetes.io/metadata.name".into(),
+                    "kube-system".into(),
+                )])),
+                ..LabelSelector::default()
+            }),
+        },
+    );
+    index.apply_pod("kube-system", pod("dns", &[("app", "dns")], Some("10.0.0.9")));
+    assert!(members(&index, "all").is_empty());
+    assert_eq!(members(&index, "system"), ["kube-system/dns 10.0.0.9"]);
+}
+
+#[test]
+fn a_namespace_label_change_re_evaluates_its_pods() {
+    let mut index = Index::new();
+    let spec = DynamicAddressGroupSpec {
+        match_expr: "has(app)".into(),
+        namespace_selector: Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([("team".into(), "ml".into())])),
+            ..LabelSelector::default()
+        }),
+    };
+    index.apply_group("ml", &spec);
+    index.apply_pod("ns", pod("p", &[("app", "x")], Some("10.0.0.1")));
+    assert!(members(&index, "ml").is_empty());
+    index.take_dirty_groups();
+    index.apply_namespace("ns", BTreeMap::from([("team".into(), "ml".into())]));
+    assert_eq!(members(&index, "ml"), ["ns/p 10.0.0.1"]);
+    assert_eq!(index.take_dirty_groups(), ["ml"]);
+    index.apply_namespace("ns", BTreeMap::new());
+    assert!(members(&index, "ml").is_empty());
+}
+
+#[test]
+fn an_invalid_expression_is_reported_and_has_no_members() {
+    let mut index = Index::new();
+    index.apply_pod("ns", pod("p", &[("app", "x")], Some("10.0.0.1")));
+    index.apply_group("bad", &group("app = = x"));
+    let view = index.group("bad").unwrap();
+    assert!(view.expression_error().unwrap().contains("column"));
+    assert_eq!(view.member_count(), 0);
+    index.apply_group("bad", &group("app = x"));
+    assert_eq!(members(&index, "bad"), ["ns/p 10.0.0.1"]);
+}
+
+#[test]
+fn a_group_created_after_its_pods_finds_them() {
+    let mut index = Index::new();
+    for i in 0..5 {
+        index.apply_pod("ns", pod(&format!("p{i}"), &[("app", "x")], Some(&format!("10.0.0.{i}"))));
+    }
+    index.apply_group("g", &group("app = x"));
+    assert_eq!(index.group("g").unwrap().member_count(), 5);
+}
+
+#[test]
+fn a_re_list_removes_pods_deleted_while_the_watch_was_down() {
+    let mut index = Index::new();
+    index.apply_group("g", &group("has(app)"));
+    index.apply_pod("ns", pod("gone", &[("app", "x")], Some("10.0.0.1")));
+    index.apply_pod("ns", pod("kept", &[("app", "x")], Some("10.0.0.2")));
+    index.take_dirty_groups();
+    index.replace_pods(vec![
+        ("ns".into(), pod("kept", &[("app", "x")], Some("10.0.0.2"))),
+        ("other".into(), pod("new", &[("app", "x")], Some("10.0.0.3"))),
+    ]);
+    assert_eq!(members(&index, "g"), ["ns/kept 10.0.0.2", "other/new 10.0.0.3"]);
+    assert_eq!(index.pod_count(), 2);
+    assert_eq!(index.take_dirty_groups(), ["g"]);
+}
+
+#[test]
+fn members_are_ordered_by_namespace_then_name() {
+    let mut index = Index::new();
+    index.apply_group("g", &group("has(app)"));
+    index.apply_pod("b", pod("a", &[("app", "x")], None));
+    index.apply_pod("a", pod("z", &[("app", "x")], None));
+    index.apply_pod("a", pod("b", &[("app", "x")], None));
+    let names: Vec<String> = index
+        .group("g")
+        .unwrap()
+        .status_members()
+        .into_iter()
+        .map(|m| format!("{}/{}", m.namespace, m.name))
+        .collect();
+    assert_eq!(names, ["a/b", "a/z", "b/a"]);
+}
