@@ -27,7 +27,7 @@ pub use v1alpha1::{AIRuntimeInstance, AISecurityProfile, DynamicAddressGroup};
 /// The API group of every Airlock kind.
 pub const GROUP: &str = "airlock.dev";
 
-/// All Airlock CRDs, in a stable order: profiles, instances, address groups.
+/// All Airlock CRDs, in a stable order: profiles, instances, address groups, address-group shards.
 ///
 /// Each carries the labels `app.kubernetes.io/name` and `app.kubernetes.io/part-of` (both `airlock`)
 /// and the annotation `airlock.dev/generated-by: crdgen`. Descriptions are the types' doc comments with
@@ -37,6 +37,7 @@ pub fn crds() -> Vec<CustomResourceDefinition> {
         AISecurityProfile::crd(),
         AIRuntimeInstance::crd(),
         DynamicAddressGroup::crd(),
+        v1alpha1::DynamicAddressGroupShard::crd(),
     ]
     .into_iter()
     .map(with_common_metadata)
@@ -126,16 +127,17 @@ mod tests {
             [
                 "aisecurityprofiles.airlock.dev",
                 "airuntimeinstances.airlock.dev",
-                "dynamicaddressgroups.airlock.dev"
+                "dynamicaddressgroups.airlock.dev",
+                "dynamicaddressgroupshards.airlock.dev"
             ]
         );
         for crd in &crds {
             assert_eq!(crd.spec.group, GROUP);
             assert_eq!(crd.spec.scope, "Cluster");
-            assert_eq!(
-                crd.spec.names.categories.as_deref(),
-                Some(&["airlock".to_owned()][..])
-            );
+            // Shards are the operator's bookkeeping, not something people manage.
+            let category =
+                (crd.spec.names.kind != "DynamicAddressGroupShard").then(|| vec!["airlock".to_owned()]);
+            assert_eq!(crd.spec.names.categories, category);
             let labels = crd.metadata.labels.clone().unwrap_or_default();
             assert_eq!(
                 labels.get("app.kubernetes.io/name").map(String::as_str),

@@ -5,7 +5,15 @@ mod common;
 use airlock_crds::crds;
 use serde_json::{Value, json};
 
+/// The kinds people manage; each has a status.
 const KINDS: [&str; 3] = ["AISecurityProfile", "AIRuntimeInstance", "DynamicAddressGroup"];
+/// Every generated kind, including the operator's shard objects.
+const ALL_KINDS: [&str; 4] = [
+    "AISecurityProfile",
+    "AIRuntimeInstance",
+    "DynamicAddressGroup",
+    "DynamicAddressGroupShard",
+];
 
 /// Calls `visit(path, schema)` for `schema` and every schema below it.
 fn walk(schema: &Value, path: &str, visit: &mut dyn FnMut(&str, &Value)) {
@@ -25,7 +33,7 @@ fn walk(schema: &Value, path: &str, visit: &mut dyn FnMut(&str, &Value)) {
 
 #[test]
 fn every_property_has_a_description_for_kubectl_explain() {
-    for kind in KINDS {
+    for kind in ALL_KINDS {
         let schema = common::schema_for(kind);
         let mut missing = Vec::new();
         walk(&schema, kind, &mut |path, node| {
@@ -141,7 +149,8 @@ fn every_kind_is_cluster_scoped_with_status_short_name_category_and_columns() {
         ),
     ];
     let crds = crds();
-    assert_eq!(crds.len(), expected.len());
+    // The three API kinds, then the shard kind (checked below).
+    assert_eq!(crds.len(), expected.len() + 1);
     for (crd, (kind, short_name, columns)) in crds.iter().zip(expected) {
         assert_eq!(crd.spec.names.kind, kind);
         assert_eq!(crd.spec.scope, "Cluster", "{kind}");
@@ -172,4 +181,33 @@ fn every_kind_is_cluster_scoped_with_status_short_name_category_and_columns() {
             assert!(column.json_path.starts_with('.'), "{kind} column {}", column.name);
         }
     }
+}
+
+#[test]
+fn shards_are_cluster_scoped_data_outside_the_airlock_category() {
+    let crds = crds();
+    let shard = crds
+        .iter()
+        .find(|c| c.spec.names.kind == "DynamicAddressGroupShard")
+        .expect("the shard CRD is generated");
+    assert_eq!(shard.spec.scope, "Cluster");
+    assert_eq!(shard.spec.names.short_names, Some(vec!["dagshard".to_owned()]));
+    // `kubectl get airlock` lists what people manage; shards are the operator's bookkeeping.
+    assert_eq!(shard.spec.names.categories, None);
+    let version = &shard.spec.versions[0];
+    assert!(version.subresources.as_ref().is_none_or(|s| s.status.is_none()));
+    let schema = serde_json::to_value(
+        version
+            .schema
+            .as_ref()
+            .unwrap()
+            .open_api_v3_schema
+            .as_ref()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        schema["properties"]["spec"]["properties"]["members"]["maxItems"],
+        json!(1000)
+    );
 }

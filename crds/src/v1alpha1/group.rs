@@ -124,3 +124,47 @@ pub struct Member {
     #[serde(default)]
     pub ready: bool,
 }
+
+/// Label on every shard naming the `DynamicAddressGroup` it belongs to.
+pub const SHARD_GROUP_LABEL: &str = "airlock.dev/group";
+
+/// Members of a large `DynamicAddressGroup` beyond the first 1000, in chunks of at most 1000.
+///
+/// Shards are written only by the operator, named `<group>-<n>`, labelled `airlock.dev/group: <group>`
+/// and owned by the group (deleting the group deletes them). Like an EndpointSlice they are plain data:
+/// they have no status of their own; the group's status says whether the membership is current.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[kube(
+    group = "airlock.dev",
+    version = "v1alpha1",
+    kind = "DynamicAddressGroupShard",
+    shortname = "dagshard",
+    derive = "PartialEq",
+    doc = "DynamicAddressGroupShard holds members of a DynamicAddressGroup beyond the 1000 listed in the \
+           group's status. Written by the operator; do not edit.",
+    printcolumn(
+        name = "Group",
+        type_ = "string",
+        json_path = ".spec.group",
+        description = "The DynamicAddressGroup these members belong to"
+    ),
+    printcolumn(
+        name = "Index",
+        type_ = "integer",
+        json_path = ".spec.index",
+        description = "Position of this shard (1 holds members 1001-2000)"
+    ),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct DynamicAddressGroupShardSpec {
+    /// Name of the `DynamicAddressGroup`.
+    pub group: String,
+    /// Position of this shard, from 1: shard n holds members 1000·n+1 to 1000·(n+1) in the group's
+    /// order (namespace, then name).
+    pub index: i32,
+    /// The members, ordered by namespace and name.
+    #[serde(default)]
+    #[schemars(length(max = 1000))]
+    pub members: Vec<Member>,
+}

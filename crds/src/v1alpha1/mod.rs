@@ -2,7 +2,8 @@
 //!
 //! - [`AISecurityProfile`] ([`profile`]): what the sidecar inspects and what it does about each finding.
 //! - [`AIRuntimeInstance`] ([`instance`]): which workloads are protected, how, and with which rules.
-//! - [`DynamicAddressGroup`] ([`group`]): named sets of pods for those rules.
+//! - [`DynamicAddressGroup`] ([`group`]): named sets of pods for those rules, with
+//!   [`DynamicAddressGroupShard`] holding members of large groups beyond the first 1000.
 
 pub mod common;
 pub mod group;
@@ -10,7 +11,10 @@ pub mod instance;
 pub mod profile;
 
 pub use common::{DataAction, DetectionAction, FailureMode, ProfileRef, SecretKeyRef};
-pub use group::{DynamicAddressGroup, DynamicAddressGroupSpec, DynamicAddressGroupStatus, Member};
+pub use group::{
+    DynamicAddressGroup, DynamicAddressGroupShard, DynamicAddressGroupShardSpec, DynamicAddressGroupSpec,
+    DynamicAddressGroupStatus, Member,
+};
 pub use instance::{
     AIRuntimeInstance, AIRuntimeInstanceSpec, AIRuntimeInstanceStatus, Drift, Exemption, Fingerprint,
     InboundMode, Interception, Mode, ModelServers, PodRef, PolicyRule, PullPolicy, RuleDestination,
