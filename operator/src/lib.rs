@@ -8,11 +8,47 @@ pub mod certs;
 pub mod controllers;
 pub mod error;
 pub mod index;
+pub mod metrics;
 pub mod policy;
 pub mod profile;
 pub mod webhooks;
 
 pub use error::{Error, Result};
+
+/// Shared state of the running operator (placeholder until `run` is wired).
+pub struct Context {
+    /// API client.
+    pub client: kube::Client,
+    index: std::sync::RwLock<index::Index>,
+    /// Woken when an address group's membership changed.
+    pub groups_dirty: tokio::sync::Notify,
+    /// Metrics.
+    pub metrics: std::sync::Arc<metrics::Metrics>,
+    /// Reflector stores.
+    pub stores: Stores,
+}
+
+/// Reflector stores shared by the controllers.
+pub struct Stores {
+    /// Address groups.
+    pub groups: kube::runtime::reflector::Store<airlock_crds::DynamicAddressGroup>,
+}
+
+impl Context {
+    /// Reads the index.
+    pub fn index_read(&self) -> std::sync::RwLockReadGuard<'_, index::Index> {
+        self.index
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Changes the index.
+    pub fn index_write(&self) -> std::sync::RwLockWriteGuard<'_, index::Index> {
+        self.index
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
 
 /// Command-line flags, each with an environment fallback.
 #[derive(Debug, Clone, clap::Parser)]

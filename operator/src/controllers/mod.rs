@@ -1,4 +1,10 @@
 //! Controllers for Airlock's custom resources.
 //!
-//! TODO(issue 4): `profile` (validate + compile `AISecurityProfile`), `instance` (coverage and drift of
-//! `AIRuntimeInstance`), `group` (`DynamicAddressGroup` membership from a pod index).
+//! - [`group`]: `DynamicAddressGroup` status (and shards) from the pod index;
+//! - [`coverage`]: what an `AIRuntimeInstance` protects (pure);
+//!
+//! TODO(issue 4): `profile` and `instance` reconcilers (I/O around `crate::profile` and
+//! `crate::policy`).
+
+pub mod coverage;
+pub mod group;

@@ -1,0 +1,393 @@
+//! `DynamicAddressGroup` status: membership from the pod index, written with bounded latency and a
+//! bounded number of writes.
+//!
+//! The index marks a group dirty when a pod joins, leaves or changes IPs or readiness. The writer wakes
+//! on the first change, waits a short debounce so a burst (a rollout) lands in one write, then writes
+//! every dirty group concurrently. A group's status holds the first [`MAX_INLINE_MEMBERS`] members; the
+//! rest go to `DynamicAddressGroupShard` objects `<group>-<n>` owned by the group.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use airlock_crds::conditions;
+use airlock_crds::v1alpha1::group::{MAX_INLINE_MEMBERS, SHARD_GROUP_LABEL};
+use airlock_crds::v1alpha1::{
+    DynamicAddressGroup, DynamicAddressGroupShard, DynamicAddressGroupShardSpec, DynamicAddressGroupStatus,
+    Member,
+};
+use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Resource, ResourceExt};
+use serde_json::json;
+
+use crate::Context;
+use crate::index::GroupView;
+
+/// How long the writer waits after the first change before writing, so a burst lands in one write.
+pub const DEBOUNCE: Duration = Duration::from_millis(15);
+/// Most group writes in flight at once.
+const CONCURRENT_WRITES: usize = 16;
+/// The field manager of the operator's writes.
+pub const FIELD_MANAGER: &str = "airlock-operator";
+
+/// What the operator wants a group's status and shards to be.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Desired {
+    /// The group's status.
+    pub status: DynamicAddressGroupStatus,
+    /// Members beyond the inline ones, chunked by [`MAX_INLINE_MEMBERS`]; shard n (from 1) is at n-1.
+    pub shards: Vec<Vec<Member>>,
+}
+
+/// The status (and shards) of `group` given its view in the index, at `now`.
+///
+/// `view` is `None` when the index has not seen the group yet (the caller then writes nothing).
+pub fn desired(group: &DynamicAddressGroup, view: GroupView<'_>, now: Time) -> Desired {
+    let generation = group.metadata.generation;
+    let mut status = DynamicAddressGroupStatus {
+        conditions: group
+            .status
+            .as_ref()
+            .map(|s| s.conditions.clone())
+            .unwrap_or_default(),
+        observed_generation: generation,
+        ..DynamicAddressGroupStatus::default()
+    };
+    if let Some(error) = view.expression_error() {
+        conditions::set(
+            &mut status.conditions,
+            conditions::ready(
+                false,
+                "InvalidExpression",
+                format!("spec.match does not parse: {error}"),
+                generation,
+                now,
+            ),
+        );
+        return Desired {
+            status,
+            shards: Vec::new(),
+        };
+    }
+    let mut members = view.status_members();
+    let count = members.len();
+    let rest = if members.len() > MAX_INLINE_MEMBERS {
+        members.split_off(MAX_INLINE_MEMBERS)
+    } else {
+        Vec::new()
+    };
+    let shards: Vec<Vec<Member>> = rest.chunks(MAX_INLINE_MEMBERS).map(<[Member]>::to_vec).collect();
+    status.member_count = i32::try_from(count).unwrap_or(i32::MAX);
+    status.members = members;
+    status.shards = i32::try_from(shards.len()).unwrap_or(i32::MAX);
+    let message = match shards.len() {
+        0 => format!("{count} member pods"),
+        n => format!("{count} member pods; members beyond the first {MAX_INLINE_MEMBERS} are in {n} shards"),
+    };
+    conditions::set(
+        &mut status.conditions,
+        conditions::ready(true, "MembersCurrent", message, generation, now),
+    );
+    Desired { status, shards }
+}
+
+/// Name of shard `index` (from 1) of `group`.
+pub fn shard_name(group: &str, index: usize) -> String {
+    format!("{group}-{index}")
+}
+
+/// The shard object `index` (from 1) of `group` holding `members`.
+pub fn shard(group: &DynamicAddressGroup, index: usize, members: Vec<Member>) -> DynamicAddressGroupShard {
+    let name = group.name_any();
+    let owner = OwnerReference {
+        api_version: DynamicAddressGroup::api_version(&()).into_owned(),
+        kind: DynamicAddressGroup::kind(&()).into_owned(),
+        name: name.clone(),
+        uid: group.metadata.uid.clone().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    };
+    DynamicAddressGroupShard {
+        metadata: ObjectMeta {
+            name: Some(shard_name(&name, index)),
+            labels: Some(
+                [
+                    (SHARD_GROUP_LABEL.to_owned(), name.clone()),
+                    (
+                        "app.kubernetes.io/managed-by".to_owned(),
+                        FIELD_MANAGER.to_owned(),
+                    ),
+                ]
+                .into(),
+            ),
+            owner_references: Some(vec![owner]),
+            ..ObjectMeta::default()
+        },
+        spec: DynamicAddressGroupShardSpec {
+            group: name,
+            index: i32::try_from(index).unwrap_or(i32::MAX),
+            members,
+        },
+    }
+}
+
+/// Whether a status write would change what the API server has (conditions compared without their
+/// transition times, which [`conditions::set`] already carries over).
+pub fn status_differs(
+    current: Option<&DynamicAddressGroupStatus>,
+    desired: &DynamicAddressGroupStatus,
+) -> bool {
+    current != Some(desired)
+}
+
+/// Writes the status of dirty groups until the operator stops.
+pub async fn run_status_writer(ctx: Arc<Context>) {
+    let mut written: HashMap<String, Desired> = HashMap::new();
+    loop {
+        ctx.groups_dirty.notified().await;
+        tokio::time::sleep(DEBOUNCE).await;
+        let dirty = ctx.index_write().take_dirty_groups();
+        if dirty.is_empty() {
+            continue;
+        }
+        let started = Instant::now();
+        let work: Vec<(String, DynamicAddressGroup, Desired)> = {
+            let index = ctx.index_read();
+            let now = Time(k8s_openapi::jiff::Timestamp::now());
+            dirty
+                .into_iter()
+                .filter_map(|name| {
+                    let group = ctx
+                        .stores
+                        .groups
+                        .get(&kube::runtime::reflector::ObjectRef::new(&name))?;
+                    let view = index.group(&name)?;
+                    let desired = desired(&group, view, now.clone());
+                    Some((name, (*group).clone(), desired))
+                })
+                .collect()
+        };
+        let results: Vec<(String, Option<Desired>)> = futures::stream::iter(work)
+            .map(|(name, group, desired)| {
+                let previous = written.get(&name).cloned();
+                let ctx = ctx.clone();
+                async move {
+                    match write_group(&ctx, &group, &desired, previous.as_ref()).await {
+                        Ok(()) => (name, Some(desired)),
+                        Err(error) => {
+                            ctx.metrics.reconcile_failure("group", error.metric_label());
+                            tracing::warn!(group = %name, %error, "writing group status failed; will retry");
+                            (name, None)
+                        }
+                    }
+                }
+            })
+            .buffer_unordered(CONCURRENT_WRITES)
+            .collect()
+            .await;
+        let mut retry = false;
+        for (name, outcome) in results {
+            match outcome {
+                Some(desired) => {
+                    written.insert(name, desired);
+                }
+                None => {
+                    ctx.index_write().mark_dirty(&name);
+                    retry = true;
+                }
+            }
+        }
+        {
+            let index = ctx.index_read();
+            written.retain(|name, _| index.group(name).is_some());
+            for name in index.group_names() {
+                if let Some(view) = index.group(name) {
+                    ctx.metrics.group_size(name, view.member_count());
+                }
+            }
+        }
+        ctx.metrics.reconciled("group", started.elapsed());
+        if retry {
+            let ctx = ctx.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                ctx.groups_dirty.notify_one();
+            });
+        }
+    }
+}
+
+async fn write_group(
+    ctx: &Context,
+    group: &DynamicAddressGroup,
+    desired: &Desired,
+    previous: Option<&Desired>,
+) -> crate::Result<()> {
+    let name = group.name_any();
+    let shards: Api<DynamicAddressGroupShard> = Api::all(ctx.client.clone());
+    let apply = PatchParams::apply(FIELD_MANAGER).force();
+    for (i, members) in desired.shards.iter().enumerate() {
+        let unchanged = previous.and_then(|p| p.shards.get(i)) == Some(members);
+        if !unchanged {
+            let object = shard(group, i + 1, members.clone());
+            shards
+                .patch(&shard_name(&name, i + 1), &apply, &Patch::Apply(&object))
+                .await?;
+        }
+    }
+    let had = previous.map(|p| p.shards.len()).unwrap_or_else(|| {
+        group
+            .status
+            .as_ref()
+            .map_or(0, |s| usize::try_from(s.shards).unwrap_or(0))
+    });
+    for index in desired.shards.len() + 1..=had {
+        match shards
+            .delete(&shard_name(&name, index), &Default::default())
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(status)) if status.code == 404 => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    let current = previous.map(|p| &p.status).or(group.status.as_ref());
+    if status_differs(current, &desired.status) {
+        let groups: Api<DynamicAddressGroup> = Api::all(ctx.client.clone());
+        let patch = json!({ "status": desired.status });
+        groups
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await?;
+        ctx.metrics.status_write("group");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::index::{Index, LeanPod};
+
+    fn group(name: &str, expr: &str) -> DynamicAddressGroup {
+        let mut g = DynamicAddressGroup::new(
+            name,
+            airlock_crds::v1alpha1::DynamicAddressGroupSpec {
+                match_expr: expr.into(),
+                namespace_selector: None,
+            },
+        );
+        g.metadata.generation = Some(3);
+        g.metadata.uid = Some("uid-1".into());
+        g
+    }
+
+    fn pod(name: &str, ip: u32) -> LeanPod {
+        LeanPod {
+            name: name.into(),
+            labels: Box::new([("app".into(), "x".into())]),
+            ips: Box::new([std::net::IpAddr::from(std::net::Ipv4Addr::from(ip))]),
+            ready: true,
+            terminal: false,
+            host_network: false,
+            opted_out: false,
+            injected: false,
+            sidecar_image: None,
+            owner: None,
+            containers: Box::new([]),
+        }
+    }
+
+    fn now() -> Time {
+        Time(k8s_openapi::jiff::Timestamp::UNIX_EPOCH)
+    }
+
+    #[test]
+    fn a_small_group_lists_all_members_inline_and_is_ready() {
+        let g = group("g", "app = x");
+        let mut index = Index::new();
+        index.apply_group("g", &g.spec);
+        index.apply_pod("ns", pod("a", 0x0a000001));
+        let d = desired(&g, index.group("g").unwrap(), now());
+        assert_eq!(d.status.member_count, 1);
+        assert_eq!(d.status.members[0].ips, ["10.0.0.1"]);
+        assert_eq!(d.status.shards, 0);
+        assert_eq!(d.status.observed_generation, Some(3));
+        assert!(conditions::is_ready(&d.status.conditions));
+        assert!(d.shards.is_empty());
+    }
+
+    #[test]
+    fn ten_thousand_members_are_split_into_shards_of_a_thousand() {
+        let g = group("big", "app = x");
+        let mut index = Index::new();
+        index.apply_group("big", &g.spec);
+        for i in 0..10_500u32 {
+            index.apply_pod(&format!("ns{}", i % 7), pod(&format!("p{i:05}"), 0x0a000000 + i));
+        }
+        let d = desired(&g, index.group("big").unwrap(), now());
+        assert_eq!(d.status.member_count, 10_500);
+        assert_eq!(d.status.members.len(), MAX_INLINE_MEMBERS);
+        assert_eq!(d.status.shards, 10);
+        assert_eq!(d.shards.len(), 10);
+        assert_eq!(d.shards[9].len(), 500);
+        assert!(d.shards.iter().all(|s| s.len() <= MAX_INLINE_MEMBERS));
+        // Every member appears exactly once, in order, across the status and the shards.
+        let all: Vec<&Member> = d.status.members.iter().chain(d.shards.iter().flatten()).collect();
+        assert_eq!(all.len(), 10_500);
+        assert!(
+            all.windows(2)
+                .all(|w| (&w[0].namespace, &w[0].name) < (&w[1].namespace, &w[1].name))
+        );
+        // Each object stays far below the API server's 1.5 MiB request limit.
+        let status_bytes = serde_json::to_vec(&d.status).unwrap().len();
+        let shard_bytes = serde_json::to_vec(&shard(&g, 1, d.shards[0].clone()))
+            .unwrap()
+            .len();
+        assert!(status_bytes < 256 * 1024, "{status_bytes}");
+        assert!(shard_bytes < 256 * 1024, "{shard_bytes}");
+    }
+
+    #[test]
+    fn a_shard_is_named_labelled_and_owned_by_its_group() {
+        let g = group("big", "app = x");
+        let s = shard(&g, 2, vec![]);
+        assert_eq!(s.metadata.name.as_deref(), Some("big-2"));
+        assert_eq!(s.spec.index, 2);
+        assert_eq!(s.labels().get(SHARD_GROUP_LABEL).map(String::as_str), Some("big"));
+        let owner = &s.metadata.owner_references.as_ref().unwrap()[0];
+        assert_eq!(
+            (owner.kind.as_str(), owner.uid.as_str()),
+            ("DynamicAddressGroup", "uid-1")
+        );
+    }
+
+    #[test]
+    fn an_invalid_expression_makes_the_group_not_ready_with_the_parser_message() {
+        let g = group("bad", "app = = x");
+        let mut index = Index::new();
+        index.apply_group("bad", &g.spec);
+        let d = desired(&g, index.group("bad").unwrap(), now());
+        let ready = conditions::find(&d.status.conditions, conditions::READY).unwrap();
+        assert_eq!(
+            (ready.status.as_str(), ready.reason.as_str()),
+            ("False", "InvalidExpression")
+        );
+        assert!(ready.message.contains("column"), "{}", ready.message);
+        assert_eq!(d.status.member_count, 0);
+    }
+
+    #[test]
+    fn an_unchanged_membership_needs_no_write() {
+        let mut g = group("g", "app = x");
+        let mut index = Index::new();
+        index.apply_group("g", &g.spec);
+        index.apply_pod("ns", pod("a", 1));
+        let first = desired(&g, index.group("g").unwrap(), now());
+        g.status = Some(first.status.clone());
+        let later = Time(k8s_openapi::jiff::Timestamp::from_second(60).unwrap());
+        let second = desired(&g, index.group("g").unwrap(), later);
+        assert!(!status_differs(g.status.as_ref(), &second.status));
+    }
+}
