@@ -1,198 +1,164 @@
 #!/usr/bin/env bash
-# Runs Airlock's webhook next to a local control plane started by e2e/controlplane/up.sh and registers it
-# with the API server, the way the Helm chart does in a cluster (URL clientConfig instead of a Service,
-# because simulated nodes run no containers).
+# Runs Airlock (operator and webhook) next to a local control plane started by e2e/controlplane/up.sh, the
+# way the Helm chart runs it in a cluster — except that simulated nodes run no containers, so the processes
+# run here and the webhook configurations use a URL instead of a Service.
 #
-#   e2e/airlock.sh start   [state dir]   build, install the CRDs, start the webhook, register it
-#   e2e/airlock.sh stop    [state dir]   remove the configurations, stop the webhook
-#   e2e/airlock.sh register|unregister [state dir]
+#   e2e/airlock.sh start              [state dir]  build, install the CRDs, start 2 operators and the webhook
+#   e2e/airlock.sh stop               [state dir]  stop them and remove the webhook configurations
+#   e2e/airlock.sh operator-start N   [state dir]  (re)start operator replica N (1 or 2)
+#   e2e/airlock.sh webhook-start|webhook-stop [state dir]
 #
-# The webhook runs as its own identity (client certificate `airlock-webhook`, RBAC: read instances, profiles
-# and namespaces), not as an administrator. Its serving certificate comes from a CA of its own, whose
-# certificate is the caBundle.
+# Each component runs as its own identity (client certificates `airlock-operator`, `airlock-webhook`) with
+# the least-privilege RBAC of docs/operator.md, not as an administrator. The operator (leader-elected, two
+# replicas) generates the webhook's CA and serving certificate into the Secret airlock-system/
+# airlock-webhook-tls, mirrors them to $dir/pki/webhook for the webhook process (a pod would mount the
+# Secret), and installs and repairs the webhook configurations.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 root=$(cd "$here/.." && pwd)
 cmd=${1:-}
+if [[ "$cmd" == operator-start ]]; then
+  replica=${2:?usage: $0 operator-start N [state dir]}
+  shift
+fi
 dir=${2:-${AIRLOCK_ENV_DIR:-$root/.airlock/dev}}
 base=${AIRLOCK_PORT_BASE:-16440}
 webhook_port=$((base + 10))
 admin_port=$((base + 11))
+# Operator replica N serves its admin port on base + 11 + N.
 log() { echo "[airlock] $*" >&2; }
 
 bin=$("$here/controlplane/build.sh" --print)
 kubectl() { "$bin/kubectl" --kubeconfig "$dir/kubeconfig" "$@"; }
 target=${CARGO_TARGET_DIR:-$root/target}/debug
 
-webhook_certs() {
-  local pki=$dir/pki/webhook
-  mkdir -p "$pki"
-  [[ -f "$pki/tls.crt" ]] && return 0
-  openssl req -x509 -newkey rsa:2048 -nodes -keyout "$pki/ca.key" -out "$pki/ca.crt" -days 3650 \
-    -subj "/CN=airlock-webhook-ca" 2>/dev/null
-  openssl req -newkey rsa:2048 -nodes -keyout "$pki/tls.key" -out "$pki/tls.csr" \
-    -subj "/CN=airlock-webhook.airlock-system.svc" 2>/dev/null
-  printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost,DNS:airlock-webhook.airlock-system.svc\n' >"$pki/tls.ext"
-  openssl x509 -req -in "$pki/tls.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
-    -out "$pki/tls.crt" -days 365 -extfile "$pki/tls.ext" 2>/dev/null
-  rm -f "$pki/tls.csr" "$pki/tls.ext"
-}
-
-identity() {
-  local pki=$dir/pki
-  if [[ ! -f "$pki/airlock-webhook.crt" ]]; then
-    openssl req -newkey rsa:2048 -nodes -keyout "$pki/airlock-webhook.key" -out "$pki/airlock-webhook.csr" \
-      -subj "/CN=airlock-webhook" 2>/dev/null
+# A kubeconfig for user $1, with a client certificate from the cluster CA.
+client_identity() {
+  local user=$1 pki=$dir/pki
+  if [[ ! -f "$pki/$user.crt" ]]; then
+    openssl req -newkey rsa:2048 -nodes -keyout "$pki/$user.key" -out "$pki/$user.csr" \
+      -subj "/CN=$user" 2>/dev/null
     # An X.509 v3 client certificate (rustls refuses v1 ones).
     printf 'basicConstraints=CA:FALSE\nkeyUsage=digitalSignature,keyEncipherment\nextendedKeyUsage=clientAuth\n' \
-      >"$pki/airlock-webhook.ext"
-    openssl x509 -req -in "$pki/airlock-webhook.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
-      -out "$pki/airlock-webhook.crt" -days 3650 -extfile "$pki/airlock-webhook.ext" 2>/dev/null
-    rm -f "$pki/airlock-webhook.csr" "$pki/airlock-webhook.ext"
+      >"$pki/$user.ext"
+    openssl x509 -req -in "$pki/$user.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
+      -out "$pki/$user.crt" -days 3650 -extfile "$pki/$user.ext" 2>/dev/null
+    rm -f "$pki/$user.csr" "$pki/$user.ext"
   fi
-  local kc=$dir/airlock-webhook.kubeconfig server
+  local kc=$dir/$user.kubeconfig server
   server=$(kubectl config view -o jsonpath='{.clusters[0].cluster.server}')
   rm -f "$kc"
   "$bin/kubectl" config --kubeconfig="$kc" set-cluster local --server="$server" \
     --certificate-authority="$pki/ca.crt" --embed-certs=true >/dev/null
-  "$bin/kubectl" config --kubeconfig="$kc" set-credentials airlock-webhook \
-    --client-certificate="$pki/airlock-webhook.crt" --client-key="$pki/airlock-webhook.key" --embed-certs=true >/dev/null
-  "$bin/kubectl" config --kubeconfig="$kc" set-context local --cluster=local --user=airlock-webhook >/dev/null
+  "$bin/kubectl" config --kubeconfig="$kc" set-credentials "$user" \
+    --client-certificate="$pki/$user.crt" --client-key="$pki/$user.key" --embed-certs=true >/dev/null
+  "$bin/kubectl" config --kubeconfig="$kc" set-context local --cluster=local --user="$user" >/dev/null
   "$bin/kubectl" config --kubeconfig="$kc" use-context local >/dev/null
-  kubectl apply --server-side --field-manager=airlock -f - >/dev/null <<'EOF'
-apiVersion: v1
-kind: Namespace
-metadata:
-  name: airlock-system
----
-# What the webhook reads to decide: Airlock's instances and profiles, and namespace labels.
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRole
-metadata:
-  name: airlock-webhook
-rules:
-  - apiGroups: [airlock.dev]
-    resources: [airuntimeinstances, aisecurityprofiles]
-    verbs: [get, list, watch]
-  - apiGroups: [""]
-    resources: [namespaces]
-    verbs: [get, list, watch]
----
-apiVersion: rbac.authorization.k8s.io/v1
-kind: ClusterRoleBinding
-metadata:
-  name: airlock-webhook
-roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: airlock-webhook}
-subjects:
-  - {apiGroup: rbac.authorization.k8s.io, kind: User, name: airlock-webhook}
-EOF
 }
 
-register() {
-  local ca url
-  ca=$(base64 -w0 <"$dir/pki/webhook/ca.crt")
-  url="https://127.0.0.1:$webhook_port"
-  kubectl apply --server-side --field-manager=airlock -f - >/dev/null <<EOF
-apiVersion: admissionregistration.k8s.io/v1
-kind: MutatingWebhookConfiguration
-metadata:
-  name: airlock-sidecar-injector
-  labels: {app.kubernetes.io/part-of: airlock}
-webhooks:
-  - name: inject.airlock.dev
-    clientConfig: {url: "$url/mutate", caBundle: "$ca"}
-    rules:
-      - {apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [pods], scope: Namespaced}
-    # Injection fails open: a webhook outage must not stop pods; the validating side fails closed.
-    failurePolicy: Ignore
-    reinvocationPolicy: IfNeeded
-    sideEffects: None
-    admissionReviewVersions: [v1]
-    timeoutSeconds: 5
-    namespaceSelector:
-      matchExpressions:
-        - {key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system, airlock-system]}
-    matchConditions:
-      - name: not-a-mirror-pod
-        expression: "!has(object.metadata.annotations) || !('kubernetes.io/config.mirror' in object.metadata.annotations)"
----
-apiVersion: admissionregistration.k8s.io/v1
-kind: ValidatingWebhookConfiguration
-metadata:
-  name: airlock-validator
-  labels: {app.kubernetes.io/part-of: airlock}
-webhooks:
-  - name: workloads.airlock.dev
-    clientConfig: {url: "$url/validate", caBundle: "$ca"}
-    rules:
-      - {apiGroups: [""], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [pods], scope: Namespaced}
-      - {apiGroups: [apps], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [deployments, statefulsets, daemonsets, replicasets], scope: Namespaced}
-      - {apiGroups: [batch], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [jobs, cronjobs], scope: Namespaced}
-    failurePolicy: Fail
-    sideEffects: None
-    admissionReviewVersions: [v1]
-    timeoutSeconds: 5
-    namespaceSelector:
-      matchExpressions:
-        - {key: kubernetes.io/metadata.name, operator: NotIn, values: [kube-system, airlock-system]}
-    matchConditions:
-      - name: not-a-mirror-pod
-        expression: "!has(object.metadata.annotations) || !('kubernetes.io/config.mirror' in object.metadata.annotations)"
-  - name: resources.airlock.dev
-    clientConfig: {url: "$url/validate", caBundle: "$ca"}
-    rules:
-      - {apiGroups: [airlock.dev], apiVersions: [v1alpha1], operations: [CREATE, UPDATE], resources: [airuntimeinstances, dynamicaddressgroups], scope: Cluster}
-      - {apiGroups: [airlock.dev], apiVersions: [v1alpha1], operations: [DELETE], resources: [aisecurityprofiles], scope: Cluster}
-    failurePolicy: Fail
-    sideEffects: None
-    admissionReviewVersions: [v1]
-    timeoutSeconds: 5
-EOF
+rbac() {
+  kubectl apply --server-side --field-manager=airlock -f "$here/rbac.yaml" >/dev/null
 }
 
-unregister() {
-  kubectl delete mutatingwebhookconfiguration airlock-sidecar-injector --ignore-not-found >/dev/null
-  kubectl delete validatingwebhookconfiguration airlock-validator --ignore-not-found >/dev/null
+wait_ready() { # name, url, pid file, log file
+  local deadline=$((SECONDS + 90))
+  until curl -sf "$2" >/dev/null; do
+    if ! kill -0 "$(cat "$3")" 2>/dev/null || ((SECONDS >= deadline)); then
+      log "$1 did not become ready; last log lines:"
+      tail -n 30 "$4" >&2
+      exit 1
+    fi
+    sleep 0.2
+  done
+}
+
+operator_start() {
+  local n=$1 pidf=$dir/pids/airlock-operator-$1.pid
+  if [[ -f "$pidf" ]] && kill -0 "$(cat "$pidf")" 2>/dev/null; then return 0; fi
+  setsid env KUBECONFIG="$dir/airlock-operator.kubeconfig" AIRLOCK_LOG_FORMAT=json RUST_LOG=info \
+    "$target/airlock-operator" --identity "airlock-operator-$n" \
+    --admin-addr "127.0.0.1:$((base + 11 + n))" \
+    --webhook-url "https://127.0.0.1:$webhook_port" --cert-dir "$dir/pki/webhook" \
+    --cert-extra-san 127.0.0.1,localhost \
+    >>"$dir/logs/airlock-operator-$n.log" 2>&1 </dev/null &
+  echo $! >"$pidf"
+  wait_ready "operator $n" "http://127.0.0.1:$((base + 11 + n))/ready" "$pidf" "$dir/logs/airlock-operator-$n.log"
+}
+
+webhook_start() {
+  local pidf=$dir/pids/airlock-webhook.pid
+  if [[ -f "$pidf" ]] && kill -0 "$(cat "$pidf")" 2>/dev/null; then return 0; fi
+  setsid env KUBECONFIG="$dir/airlock-webhook.kubeconfig" AIRLOCK_LOG_FORMAT=json \
+    "$target/airlock-webhook" --addr "127.0.0.1:$webhook_port" --admin-addr "127.0.0.1:$admin_port" \
+    --tls-cert "$dir/pki/webhook/tls.crt" --tls-key "$dir/pki/webhook/tls.key" \
+    >>"$dir/logs/airlock-webhook.log" 2>&1 </dev/null &
+  echo $! >"$pidf"
+  wait_ready webhook "http://127.0.0.1:$admin_port/ready" "$pidf" "$dir/logs/airlock-webhook.log"
+}
+
+stop_pid() {
+  local f=$1
+  if [[ -f "$f" ]]; then
+    local pid
+    pid=$(cat "$f")
+    kill -TERM "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    rm -f "$f"
+  fi
 }
 
 case "$cmd" in
   start)
-    (cd "$root" && cargo build -q -p airlock-webhook --bin airlock-webhook -p airlock-crds --bin crdgen)
+    (cd "$root" && cargo build -q -p airlock-webhook --bin airlock-webhook -p airlock-operator \
+      --bin airlock-operator -p airlock-crds --bin crdgen)
+    mkdir -p "$dir/pids" "$dir/logs" "$dir/pki/webhook"
     # CRDs go in with server-side apply, as the chart's install does.
     "$target/crdgen" --plain | kubectl apply --server-side --field-manager=airlock -f - >/dev/null
     kubectl wait --for=condition=Established --timeout=60s crd -l app.kubernetes.io/part-of=airlock >/dev/null
-    webhook_certs
-    identity
-    setsid env KUBECONFIG="$dir/airlock-webhook.kubeconfig" AIRLOCK_LOG_FORMAT=json \
-      "$target/airlock-webhook" --addr "127.0.0.1:$webhook_port" --admin-addr "127.0.0.1:$admin_port" \
-      --tls-cert "$dir/pki/webhook/tls.crt" --tls-key "$dir/pki/webhook/tls.key" \
-      >"$dir/logs/airlock-webhook.log" 2>&1 </dev/null &
-    echo $! >"$dir/pids/airlock-webhook.pid"
+    rbac
+    client_identity airlock-operator
+    client_identity airlock-webhook
+    operator_start 1
+    operator_start 2
+    # The leader writes the serving certificate (and mirrors it here) before it registers the webhooks.
     deadline=$((SECONDS + 60))
-    until curl -sf "http://127.0.0.1:$admin_port/ready" >/dev/null; do
-      if ! kill -0 "$(cat "$dir/pids/airlock-webhook.pid")" 2>/dev/null || ((SECONDS >= deadline)); then
-        log "the webhook did not become ready; last log lines:"
-        tail -n 30 "$dir/logs/airlock-webhook.log" >&2
+    until [[ -s "$dir/pki/webhook/tls.crt" && -s "$dir/pki/webhook/tls.key" ]]; do
+      if ((SECONDS >= deadline)); then
+        log "the operator wrote no webhook certificate; last log lines:"
+        tail -n 30 "$dir"/logs/airlock-operator-*.log >&2
         exit 1
       fi
       sleep 0.2
     done
-    register
-    log "webhook ready on https://127.0.0.1:$webhook_port (admin http://127.0.0.1:$admin_port) and registered"
+    webhook_start
+    deadline=$((SECONDS + 60))
+    until kubectl get validatingwebhookconfiguration airlock-validator >/dev/null 2>&1 &&
+      kubectl get mutatingwebhookconfiguration airlock-sidecar-injector >/dev/null 2>&1; do
+      if ((SECONDS >= deadline)); then
+        log "the operator did not register the webhooks; last log lines:"
+        tail -n 30 "$dir"/logs/airlock-operator-*.log >&2
+        exit 1
+      fi
+      sleep 0.2
+    done
+    log "operator (2 replicas, admin http://127.0.0.1:$((base + 12)) and :$((base + 13))) and webhook" \
+      "(https://127.0.0.1:$webhook_port, admin http://127.0.0.1:$admin_port) ready; webhooks registered"
     ;;
   stop)
-    unregister || true
-    f=$dir/pids/airlock-webhook.pid
-    if [[ -f "$f" ]]; then
-      kill -TERM "$(cat "$f")" 2>/dev/null || true
-      rm -f "$f"
-    fi
+    stop_pid "$dir/pids/airlock-operator-1.pid"
+    stop_pid "$dir/pids/airlock-operator-2.pid"
+    # Without the operator nothing restores them; without them the cluster admits freely again.
+    kubectl delete mutatingwebhookconfiguration airlock-sidecar-injector --ignore-not-found >/dev/null 2>&1 || true
+    kubectl delete validatingwebhookconfiguration airlock-validator --ignore-not-found >/dev/null 2>&1 || true
+    stop_pid "$dir/pids/airlock-webhook.pid"
     ;;
-  register) register ;;
-  unregister) unregister ;;
+  operator-start) operator_start "$replica" ;;
+  webhook-start) webhook_start ;;
+  webhook-stop) stop_pid "$dir/pids/airlock-webhook.pid" ;;
   *)
-    echo "usage: $0 start|stop|register|unregister [state dir]" >&2
+    echo "usage: $0 start|stop|operator-start N|webhook-start|webhook-stop [state dir]" >&2
     exit 2
     ;;
 esac

@@ -1,4 +1,5 @@
-//! Errors of the CRD generator (`crdgen`). The CRD types themselves cannot fail.
+//! Errors of the CRD generator (`crdgen`) and of reading a policy bundle. The CRD types themselves
+//! cannot fail.
 
 use std::path::PathBuf;
 
@@ -44,6 +45,26 @@ pub enum Error {
     /// `crdgen` was called with arguments it does not understand.
     #[error("unexpected argument {0:?}; usage: crdgen [--plain | --check]")]
     Usage(String),
+
+    /// A policy bundle is not JSON, or not shaped like a bundle of its version.
+    #[error("policy bundle is malformed: {source}")]
+    BundleParse {
+        /// The JSON parser's error.
+        #[source]
+        source: serde_json::Error,
+    },
+
+    /// A policy bundle has an `apiVersion` this build does not read (or none).
+    #[error(
+        "policy bundle has {}, but this build reads only apiVersion {expected}; \
+         run the sidecar and the operator from the same Airlock release",
+        found.as_deref().map_or_else(|| "no apiVersion".to_owned(), |v| format!("apiVersion {v:?}")),
+        expected = crate::bundle::BUNDLE_API_VERSION
+    )]
+    BundleVersion {
+        /// The bundle's `apiVersion`, if it has one.
+        found: Option<String>,
+    },
 }
 
 /// `Result` with this crate's [`Error`] as the default error type.
@@ -58,6 +79,8 @@ impl Error {
             Self::Io { .. } => "io",
             Self::Stale { .. } => "stale",
             Self::Usage(_) => "usage",
+            Self::BundleParse { .. } => "bundle_parse",
+            Self::BundleVersion { .. } => "bundle_version",
         }
     }
 }
@@ -74,6 +97,7 @@ mod tests {
                 path: "crds.yaml".into(),
             },
             Error::Usage("--nope".into()),
+            Error::BundleVersion { found: None },
             Error::Io {
                 action: "read",
                 path: "crds.yaml".into(),

@@ -1,10 +1,12 @@
-//! Controllers for Airlock's custom resources.
+//! Controllers: the reconcile loops the leader runs, each with its pure steps beside it.
 //!
 //! - [`group`]: `DynamicAddressGroup` status (and shards) from the pod index;
 //! - [`coverage`]: what an `AIRuntimeInstance` protects (pure);
-//!
-//! TODO(issue 4): `profile` and `instance` reconcilers (I/O around `crate::profile` and
-//! `crate::policy`).
+//! - [`instance`]: the `AISecurityProfile` and `AIRuntimeInstance` reconcilers (validation, policy
+//!   delivery, coverage status, events, finalizer);
+//! - [`admission`]: the webhook's certificates and Airlock's webhook configurations.
 
+pub mod admission;
 pub mod coverage;
 pub mod group;
+pub mod instance;

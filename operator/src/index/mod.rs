@@ -218,12 +218,20 @@ impl Index {
         }
         self.groups.insert(name.to_owned(), group);
         self.dirty.insert(name.to_owned());
+        self.revision += 1;
     }
 
     /// Removes a group.
     pub fn delete_group(&mut self, name: &str) {
-        self.groups.remove(name);
+        if self.groups.remove(name).is_some() {
+            self.revision += 1;
+        }
         self.dirty.remove(name);
+    }
+
+    /// Whether any group waits for a status write.
+    pub fn has_dirty_groups(&self) -> bool {
+        !self.dirty.is_empty()
     }
 
     /// Names of the groups whose membership (or expression) changed since the last call.
@@ -267,7 +275,7 @@ impl Index {
         self.pod_count
     }
 
-    /// A counter that grows with every change to pods or namespaces, so consumers can tell whether
+    /// A counter that grows with every change to pods, namespaces or groups, so consumers can tell whether
     /// anything happened since they last looked.
     pub fn revision(&self) -> u64 {
         self.revision

@@ -88,7 +88,9 @@ impl LeanPod {
             .filter_map(|ip| ip.ip.parse().ok())
             .collect();
         if ips.is_empty()
-            && let Some(ip) = status.and_then(|s| s.pod_ip.as_deref()).and_then(|ip| ip.parse().ok())
+            && let Some(ip) = status
+                .and_then(|s| s.pod_ip.as_deref())
+                .and_then(|ip| ip.parse().ok())
         {
             ips.push(ip);
         }
@@ -262,10 +264,7 @@ pub fn approximate_size(pod: &LeanPod) -> usize {
     let strings: usize = pod.labels.iter().map(|(k, v)| k.len() + v.len()).sum::<usize>()
         + pod.name.len()
         + pod.sidecar_image.as_ref().map_or(0, |s| s.len())
-        + pod
-            .owner
-            .as_ref()
-            .map_or(0, |o| o.kind.len() + o.name.len())
+        + pod.owner.as_ref().map_or(0, |o| o.kind.len() + o.name.len())
         + pod
             .containers
             .iter()
@@ -351,7 +350,12 @@ spec:
         )))
         .unwrap();
         assert_eq!(lean.containers[0].command.len(), MAX_TOKENS);
-        assert!(lean.containers[0].command.iter().all(|t| t.len() <= MAX_TOKEN_BYTES));
+        assert!(
+            lean.containers[0]
+                .command
+                .iter()
+                .all(|t| t.len() <= MAX_TOKEN_BYTES)
+        );
     }
 
     #[test]

@@ -1,7 +1,8 @@
 use super::*;
 
 fn pod(name: &str, labels: &[(&str, &str)], ip: Option<&str>) -> LeanPod {
-    let mut labels: Vec<(Box<str>, Box<str>)> = labels.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+    let mut labels: Vec<(Box<str>, Box<str>)> =
+        labels.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
     labels.sort();
     LeanPod {
         name: name.into(),
@@ -181,7 +182,10 @@ fn an_invalid_expression_is_reported_and_has_no_members() {
 fn a_group_created_after_its_pods_finds_them() {
     let mut index = Index::new();
     for i in 0..5 {
-        index.apply_pod("ns", pod(&format!("p{i}"), &[("app", "x")], Some(&format!("10.0.0.{i}"))));
+        index.apply_pod(
+            "ns",
+            pod(&format!("p{i}"), &[("app", "x")], Some(&format!("10.0.0.{i}"))),
+        );
     }
     index.apply_group("g", &group("app = x"));
     assert_eq!(index.group("g").unwrap().member_count(), 5);
