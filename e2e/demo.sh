@@ -28,10 +28,12 @@ export KUBECONFIG=$(e2e/controlplane/up.sh)
 show kubectl version
 show kubectl get nodes
 
-step "Installing Airlock: CRDs, the admission webhook (run locally), its webhook configurations"
+step "Installing Airlock: CRDs, the operator (2 replicas, run locally) and the admission webhook"
 e2e/airlock.sh start "$AIRLOCK_ENV_DIR"
 show kubectl api-resources --api-group=airlock.dev
+echo "(the operator generated the webhook's certificate and registered both webhook configurations)"
 show kubectl get mutatingwebhookconfigurations,validatingwebhookconfigurations -l app.kubernetes.io/part-of=airlock
+show kubectl get lease,secret -n airlock-system
 
 step "The CRDs document themselves"
 # The API server publishes a new CRD's OpenAPI (what explain reads) a moment after installing it.
@@ -65,6 +67,15 @@ spec:
 APP
 echo "(an ordinary app in the same namespace is admitted untouched)"
 
+step "The operator's view: profiles, instances and address groups with live status"
+# Status follows within a second; give the instance's coverage pass a moment after the rollout.
+for _ in $(seq 1 50); do
+  [[ "$(kubectl get airi models -o jsonpath='{.status.injectedPods}' 2>/dev/null)" == 2 ]] && break
+  sleep 0.2
+done
+show kubectl get aisecurityprofiles,airuntimeinstances,dynamicaddressgroups
+show kubectl get configmap -n models -l airlock.dev/instance=models
+
 step "The API server itself rejects a mistake in an Airlock object, with the rule's message"
 cat <<'BAD' | sed 's/^/    /'
 apiVersion: airlock.dev/v1alpha1
@@ -89,6 +100,7 @@ echo "control plane: $(kubectl version -o json | sed -n 's/.*"gitVersion": "\([^
 echo "Airlock objects: $(kubectl get airlock --no-headers 2>/dev/null | wc -l)"
 echo "models/llm: $(kubectl get pods -n models -l app=llm --no-headers | wc -l) pods, each with the airlock-sidecar"
 echo "sandbox/llm: rejected (unprotected model server)"
+echo "instance models: $(kubectl get airi models -o jsonpath='{.status.injectedPods} injected pods, {.status.unprotectedModelServers} unprotected model servers')"
 if [[ "${AIRLOCK_DEMO_KEEP:-0}" == 1 ]]; then
   echo "left running (AIRLOCK_DEMO_KEEP=1): export KUBECONFIG=$KUBECONFIG; stop with: e2e/controlplane/down.sh $AIRLOCK_ENV_DIR"
 fi

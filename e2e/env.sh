@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make up` / `make down`: the local environment a developer works in (state in .airlock/dev).
-#   e2e/env.sh up     start the control plane, install the CRDs, run and register the webhook;
+#   e2e/env.sh up     start the control plane, install the CRDs, run the operator (2 replicas) and the
+#                     webhook, which the operator registers;
 #                     last line: export KUBECONFIG=...
 #   e2e/env.sh down   stop it; nothing is left running
 set -euo pipefail
@@ -14,7 +15,6 @@ case "${1:-}" in
     bin=$(e2e/controlplane/build.sh)
     kubeconfig=$(e2e/controlplane/up.sh)
     e2e/airlock.sh start "$AIRLOCK_ENV_DIR"
-    # TODO(issue 4): start the operator.
     echo "[up] kubectl and helm for this cluster are in $bin" >&2
     echo "export PATH=\"$bin:\$PATH\"" >&2
     echo "export KUBECONFIG=$kubeconfig"

@@ -82,6 +82,21 @@ impl Cleanup {
     async fn done(self) {
         let instances: Api<airlock_crds::AIRuntimeInstance> = Api::all(self.client.clone());
         let _ = instances.delete(&self.instance, &DeleteParams::default()).await;
+        // The operator's finalizer removes the instance's policy ConfigMaps first; until the instance is
+        // gone its profile counts as in use and cannot be deleted.
+        let name = self.instance.clone();
+        eventually("the instance to be deleted", Duration::from_secs(30), || {
+            let instances = instances.clone();
+            let name = name.clone();
+            async move {
+                instances
+                    .get_opt(&name)
+                    .await
+                    .ok()
+                    .and_then(|i| i.is_none().then_some(()))
+            }
+        })
+        .await;
         let profiles: Api<airlock_crds::AISecurityProfile> = Api::all(self.client.clone());
         let _ = profiles.delete(&self.profile, &DeleteParams::default()).await;
     }

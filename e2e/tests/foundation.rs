@@ -157,8 +157,19 @@ async fn valid_examples_of_each_kind_are_stored_and_read_back() {
     );
     // Instances before the profiles they use (deleting a profile in use is denied).
     created.sort_by_key(|(rank, _, _)| std::cmp::Reverse(*rank));
+    // The operator's finalizer deletes an instance asynchronously; its profile stays in use until then.
     for (_, api, name) in created {
         api.delete(&name, &DeleteParams::default()).await.expect("delete");
+        eventually(&format!("{name} to be deleted"), Duration::from_secs(30), || {
+            let (api, name) = (api.clone(), name.clone());
+            async move {
+                api.get_opt(&name)
+                    .await
+                    .ok()
+                    .and_then(|o| o.is_none().then_some(()))
+            }
+        })
+        .await;
     }
 }
 

@@ -1,0 +1,406 @@
+//! The operator against a real kube-apiserver with kwok-run pods (`e2e/airlock.sh start` runs two
+//! leader-elected replicas): address-group membership follows pods, profiles and instances report their
+//! state, policy reaches the selected namespaces and leaves with the instance, deleted webhook
+//! configurations come back, and a standby takes over when the leader dies.
+//!
+//! These tests never create an enforcing instance, so the moments without a mutating webhook or a
+//! leader that some of them cause cannot break the others (test binaries run one after the other).
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use airlock_crds::bundle::{BUNDLE_KEY, PolicyBundle, config_map_name};
+use airlock_crds::{AIRuntimeInstance, AISecurityProfile, DynamicAddressGroup};
+use airlock_e2e::{client, eventually, install_crds, unique_name, with_temp_ns};
+use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::coordination::v1::Lease;
+use k8s_openapi::api::core::v1::{ConfigMap, Pod};
+use k8s_openapi::api::events::v1::Event;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn env_dir() -> PathBuf {
+    PathBuf::from(std::env::var("AIRLOCK_ENV_DIR").expect("AIRLOCK_ENV_DIR is set by e2e/run.sh"))
+}
+
+async fn create<K>(api: &Api<K>, value: Value) -> K
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + serde::Serialize + std::fmt::Debug,
+{
+    let object: K = serde_json::from_value(value).expect("object literal");
+    api.create(&PostParams::default(), &object).await.expect("create")
+}
+
+async fn pod(client: &Client, ns: &str, name: &str, labels: Value) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), ns);
+    create(
+        &pods,
+        json!({
+            "metadata": { "name": name, "labels": labels },
+            "spec": { "containers": [{ "name": "app", "image": "python:3.12-slim" }] }
+        }),
+    )
+    .await;
+}
+
+/// The group's members as `namespace/name` once every member has an IP.
+async fn members(client: &Client, group: &str) -> Option<Vec<String>> {
+    let groups: Api<DynamicAddressGroup> = Api::all(client.clone());
+    let g = groups.get(group).await.ok()?;
+    let status = g.status?;
+    if status.members.iter().any(|m| m.ips.is_empty()) {
+        return None;
+    }
+    Some(
+        status
+            .members
+            .iter()
+            .map(|m| format!("{}/{}", m.namespace, m.name))
+            .collect(),
+    )
+}
+
+#[tokio::test]
+async fn group_membership_follows_pod_labels_ips_and_deletion() {
+    with_temp_ns(|client, ns| async move {
+        install_crds(&client).await;
+        let key = unique_name("g");
+        let name = unique_name("group");
+        let groups: Api<DynamicAddressGroup> = Api::all(client.clone());
+        create(
+            &groups,
+            json!({
+                "apiVersion": "airlock.dev/v1alpha1", "kind": "DynamicAddressGroup",
+                "metadata": { "name": name },
+                "spec": { "match": format!("e2e-group = {key} and tier in (api, web)") }
+            }),
+        )
+        .await;
+        pod(&client, &ns, "api", json!({ "e2e-group": key, "tier": "api" })).await;
+        pod(&client, &ns, "web", json!({ "e2e-group": key, "tier": "web" })).await;
+        pod(&client, &ns, "db", json!({ "e2e-group": key, "tier": "db" })).await;
+        let want = vec![format!("{ns}/api"), format!("{ns}/web")];
+        eventually("api and web to be members with IPs", WAIT, || async {
+            members(&client, &name).await.filter(|m| *m == want)
+        })
+        .await;
+        let g = groups.get(&name).await.expect("group");
+        let status = g.status.expect("status");
+        assert_eq!(status.member_count, 2);
+        assert_eq!(status.observed_generation, g.metadata.generation);
+        assert!(airlock_crds::conditions::is_ready(&status.conditions));
+
+        // Relabel: db joins, web leaves.
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        for (pod, tier) in [("db", "api"), ("web", "cache")] {
+            let patch = json!({ "metadata": { "labels": { "tier": tier } } });
+            pods.patch(pod, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+                .expect("relabel");
+        }
+        let want = vec![format!("{ns}/api"), format!("{ns}/db")];
+        eventually("db to join and web to leave", WAIT, || async {
+            members(&client, &name).await.filter(|m| *m == want)
+        })
+        .await;
+
+        // Deletion removes the member.
+        pods.delete("api", &DeleteParams::default().grace_period(0))
+            .await
+            .expect("delete pod");
+        let want = vec![format!("{ns}/db")];
+        eventually("the deleted pod to leave", WAIT, || async {
+            members(&client, &name).await.filter(|m| *m == want)
+        })
+        .await;
+
+        // A changed expression is re-evaluated over all pods.
+        let patch = json!({ "spec": { "match": format!("e2e-group = {key}") } });
+        groups
+            .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("change match");
+        let want = vec![format!("{ns}/db"), format!("{ns}/web")];
+        eventually("the new expression's members", WAIT, || async {
+            members(&client, &name).await.filter(|m| *m == want)
+        })
+        .await;
+        let _ = groups.delete(&name, &DeleteParams::default()).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn an_invalid_profile_says_why_and_a_fixed_one_becomes_ready() {
+    let client = client().await;
+    install_crds(&client).await;
+    let name = unique_name("bad-profile");
+    let profiles: Api<AISecurityProfile> = Api::all(client.clone());
+    create(
+        &profiles,
+        json!({
+            "apiVersion": "airlock.dev/v1alpha1", "kind": "AISecurityProfile",
+            "metadata": { "name": name },
+            "spec": { "dataProtection": { "customPatterns": [
+                { "name": "employee-id", "regex": "EMP-(\\d{6}", "action": "block" }
+            ] } }
+        }),
+    )
+    .await;
+    let message = eventually("the profile to be marked invalid", WAIT, || async {
+        let p = profiles.get(&name).await.ok()?;
+        let ready = airlock_crds::conditions::find(&p.status?.conditions, "Ready")?.clone();
+        (ready.status == "False").then_some((ready.reason, ready.message))
+    })
+    .await;
+    assert_eq!(message.0, "Invalid");
+    assert!(
+        message.1.contains("spec.dataProtection.customPatterns[0].regex"),
+        "the message names the field: {}",
+        message.1
+    );
+    let patch = json!({ "spec": { "dataProtection": { "customPatterns": [
+        { "name": "employee-id", "regex": "EMP-(\\d{6})", "action": "block" }
+    ] } } });
+    profiles
+        .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("fix the profile");
+    eventually("the fixed profile to become ready", WAIT, || async {
+        let p = profiles.get(&name).await.ok()?;
+        let status = p.status?;
+        (airlock_crds::conditions::is_ready(&status.conditions)
+            && status.observed_generation == p.metadata.generation)
+            .then_some(())
+    })
+    .await;
+    let _ = profiles.delete(&name, &DeleteParams::default()).await;
+}
+
+#[tokio::test]
+async fn an_instance_reports_coverage_delivers_policy_and_cleans_up() {
+    with_temp_ns(|client, ns| async move {
+        install_crds(&client).await;
+        // A pod that predates the instance: selected later, it runs without the sidecar (drift).
+        pod(&client, &ns, "early", json!({ "app": "early" })).await;
+        let profile = unique_name("cov-profile");
+        let instance = unique_name("cov");
+        let profiles: Api<AISecurityProfile> = Api::all(client.clone());
+        create(
+            &profiles,
+            json!({
+                "apiVersion": "airlock.dev/v1alpha1", "kind": "AISecurityProfile",
+                "metadata": { "name": profile },
+                "spec": { "appProtection": { "promptInjection": { "action": "block" } } }
+            }),
+        )
+        .await;
+        let instances: Api<AIRuntimeInstance> = Api::all(client.clone());
+        create(
+            &instances,
+            json!({
+                "apiVersion": "airlock.dev/v1alpha1", "kind": "AIRuntimeInstance",
+                "metadata": { "name": instance },
+                "spec": {
+                    "selector": { "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": ns } } },
+                    "profileRef": { "name": profile },
+                    "mode": "audit",
+                    "exemptions": [{ "namespace": ns, "kind": "Pod", "name": "llm", "reason": "e2e: admitted, then revoked" }]
+                }
+            }),
+        )
+        .await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        // An exempt model server that opts out of injection; then the exemption is revoked, and it runs
+        // unprotected.
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        create(
+            &pods,
+            json!({
+                "metadata": { "name": "llm", "labels": { "airlock.dev/inject": "false" } },
+                "spec": { "containers": [{ "name": "server", "image": "vllm/vllm-openai:v0.9.1" }] }
+            }),
+        )
+        .await;
+        let patch = json!({ "spec": { "exemptions": [] } });
+        instances
+            .patch(&instance, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("revoke the exemption");
+
+        let status = eventually("coverage with the unprotected model server and the drifted pod", WAIT, || async {
+            let i = instances.get(&instance).await.ok()?;
+            let s = i.status?;
+            (s.unprotected_model_servers == 1 && s.drift.as_ref().is_some_and(|d| d.count >= 1)).then_some(s)
+        })
+        .await;
+        assert_eq!(status.selected_namespaces, 1);
+        assert_eq!(status.unprotected[0].name, "llm");
+        assert_eq!(status.unprotected[0].kind, "Pod");
+        assert_eq!(status.unprotected[0].fingerprint, "vllm");
+        let drift = status.drift.expect("drift");
+        assert!(drift.pods.iter().any(|p| p.name == "early"), "{drift:?}");
+        let covered = airlock_crds::conditions::find(&status.conditions, "Covered").expect("Covered");
+        assert_eq!(covered.reason, "UnprotectedModelServers");
+        assert!(airlock_crds::conditions::is_ready(&status.conditions));
+
+        // The policy bundle is in the namespace, parseable, and names the instance and profile.
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+        let cm = cms.get(&config_map_name(&instance)).await.expect("policy ConfigMap");
+        let json = cm.data.as_ref().and_then(|d| d.get(BUNDLE_KEY)).expect("policy.json");
+        let bundle = PolicyBundle::parse(json.as_bytes()).expect("bundle parses");
+        assert_eq!(bundle.instance, instance);
+        assert_eq!(bundle.profile.name, profile);
+
+        // Events on the workloads concerned.
+        let events: Api<Event> = Api::namespaced(client.clone(), &ns);
+        eventually("Unprotected and SidecarDrift events", WAIT, || async {
+            let list = events.list(&ListParams::default()).await.ok()?;
+            let reasons: Vec<(String, String)> = list
+                .items
+                .iter()
+                .map(|e| {
+                    (
+                        e.reason.clone().unwrap_or_default(),
+                        e.regarding.as_ref().and_then(|r| r.name.clone()).unwrap_or_default(),
+                    )
+                })
+                .collect();
+            (reasons.contains(&("Unprotected".into(), "llm".into()))
+                && reasons.contains(&("SidecarDrift".into(), "early".into())))
+            .then_some(())
+        })
+        .await;
+
+        // The profile counts its instance.
+        eventually("the profile to count its instance", WAIT, || async {
+            let p = profiles.get(&profile).await.ok()?;
+            (p.status?.instance_count == 1).then_some(())
+        })
+        .await;
+
+        // Deleting the instance removes its ConfigMap (finalizer), then the instance.
+        instances
+            .delete(&instance, &DeleteParams::default())
+            .await
+            .expect("delete instance");
+        eventually("the policy ConfigMap and the instance to be gone", WAIT, || async {
+            let cm_gone = cms.get_opt(&config_map_name(&instance)).await.ok()?.is_none();
+            let instance_gone = instances.get_opt(&instance).await.ok()?.is_none();
+            (cm_gone && instance_gone).then_some(())
+        })
+        .await;
+        let _ = profiles.delete(&profile, &DeleteParams::default()).await;
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_deleted_or_edited_webhook_configuration_is_restored_within_ten_seconds() {
+    let client = client().await;
+    let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
+    let name = "airlock-sidecar-injector";
+    api.get(name).await.expect("the operator registered the injector");
+
+    let started = Instant::now();
+    api.delete(name, &DeleteParams::default()).await.expect("delete");
+    eventually("the injector to be restored", Duration::from_secs(10), || async {
+        api.get_opt(name).await.ok()?.map(|_| ())
+    })
+    .await;
+    let restored_after = started.elapsed();
+
+    let patch = json!({ "webhooks": [{ "name": "inject.airlock.dev", "timeoutSeconds": 29 }] });
+    api.patch(name, &PatchParams::default(), &Patch::Strategic(&patch))
+        .await
+        .expect("edit the timeout");
+    eventually(
+        "the edited timeout to be reverted",
+        Duration::from_secs(10),
+        || async {
+            let c = api.get(name).await.ok()?;
+            (c.webhooks?.first()?.timeout_seconds == Some(5)).then_some(())
+        },
+    )
+    .await;
+    println!(
+        "webhook configuration restored {} ms after deletion",
+        restored_after.as_millis()
+    );
+}
+
+async fn leader(client: &Client) -> Option<String> {
+    let leases: Api<Lease> = Api::namespaced(client.clone(), "airlock-system");
+    leases.get("airlock-operator").await.ok()?.spec?.holder_identity
+}
+
+#[tokio::test]
+async fn the_standby_takes_over_within_fifteen_seconds_when_the_leader_dies() {
+    let client = client().await;
+    install_crds(&client).await;
+    let before = eventually("a leader", WAIT, || leader(&client)).await;
+    let replica = before
+        .strip_prefix("airlock-operator-")
+        .expect("local replicas are named airlock-operator-N")
+        .to_owned();
+    let pid_file = env_dir().join(format!("pids/airlock-operator-{replica}.pid"));
+    let pid = std::fs::read_to_string(&pid_file)
+        .expect("pid file")
+        .trim()
+        .to_owned();
+
+    // SIGKILL: no chance to release the lease, as in a node or process crash.
+    let killed = Instant::now();
+    let status = std::process::Command::new("kill")
+        .args(["-KILL", &pid])
+        .status()
+        .expect("kill");
+    assert!(status.success());
+    let after = eventually(
+        "another replica to hold the lease",
+        Duration::from_secs(20),
+        || async { leader(&client).await.filter(|l| *l != before) },
+    )
+    .await;
+    let takeover = killed.elapsed();
+
+    // The new leader works: a new group gets its status.
+    let groups: Api<DynamicAddressGroup> = Api::all(client.clone());
+    let name = unique_name("after-takeover");
+    create(
+        &groups,
+        json!({
+            "apiVersion": "airlock.dev/v1alpha1", "kind": "DynamicAddressGroup",
+            "metadata": { "name": name },
+            "spec": { "match": "nothing-has-this-label = x" }
+        }),
+    )
+    .await;
+    eventually(
+        "the new leader to write the group's status",
+        Duration::from_secs(15),
+        || async {
+            let g = groups.get(&name).await.ok()?;
+            airlock_crds::conditions::is_ready(&g.status?.conditions).then_some(())
+        },
+    )
+    .await;
+    let _ = groups.delete(&name, &DeleteParams::default()).await;
+
+    // Bring the killed replica back as the new standby.
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("airlock.sh");
+    let restarted = std::process::Command::new(script)
+        .args(["operator-start", &replica])
+        .arg(env_dir())
+        .status()
+        .expect("restart the replica");
+    assert!(restarted.success());
+    println!(
+        "leader {before} killed; {after} took over after {} ms",
+        takeover.as_millis()
+    );
+    assert!(takeover <= Duration::from_secs(15), "takeover took {takeover:?}");
+}
