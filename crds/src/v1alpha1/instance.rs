@@ -483,8 +483,10 @@ pub struct AIRuntimeInstanceStatus {
     #[schemars(length(max = 50))]
     pub unprotected: Vec<UnprotectedWorkload>,
 
-    /// Pods whose injected sidecar no longer matches this instance (another image, resources or
-    /// interception settings); they pick up the change when restarted. Written by the operator.
+    /// Pods this instance selects that run without the sidecar (created before the instance, or while
+    /// the webhook was down) or with a sidecar image other than the instance's; restarting them (e.g.
+    /// `kubectl rollout restart`) fixes both. Exempt, opted-out and host-network pods are not drift.
+    /// Written by the operator.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift: Option<Drift>,
 }
@@ -503,7 +505,7 @@ pub struct UnprotectedWorkload {
     pub fingerprint: String,
 }
 
-/// Pods whose sidecar differs from what the instance asks for now.
+/// Selected pods whose sidecar is missing or differs from what the instance asks for now.
 #[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct Drift {
