@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use airlock_crds::DynamicAddressGroup;
-use airlock_e2e::{client, eventually, install_crds, unique_name, with_temp_ns};
+use airlock_e2e::{eventually, install_crds, unique_name, with_temp_ns};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
@@ -43,6 +43,10 @@ async fn members(client: &Client, group: &str) -> Option<Vec<String>> {
 }
 
 /// Stops the kube-apiserver of the environment and starts it again with the same command line.
+#[allow(
+    clippy::zombie_processes,
+    reason = "the new kube-apiserver outlives the test; e2e/controlplane/down.sh stops it by its pid file"
+)]
 async fn restart_apiserver(client: &Client) {
     let dir = env_dir();
     let pid_file = dir.join("pids/kube-apiserver.pid");
