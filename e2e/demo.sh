@@ -70,7 +70,8 @@ echo "(an ordinary app in the same namespace is admitted untouched)"
 step "The operator's view: profiles, instances and address groups with live status"
 # Status follows within a second; give the instance's coverage pass a moment after the rollout.
 for _ in $(seq 1 50); do
-  [[ "$(kubectl get airi models -o jsonpath='{.status.injectedPods}' 2>/dev/null)" == 2 ]] && break
+  [[ "$(kubectl get airi models -o jsonpath='{.status.injectedPods}' 2>/dev/null)" == 2 &&
+    "$(kubectl get dag model-servers -o jsonpath='{.status.memberCount}' 2>/dev/null)" == 2 ]] && break
   sleep 0.2
 done
 show kubectl get aisecurityprofiles,airuntimeinstances,dynamicaddressgroups
