@@ -42,10 +42,11 @@ down:
 demo:
 	e2e/demo.sh
 
-## bench: each benchmark prints its figures and the ratio to its peer. The sidecar, engine and operator
-## benchmarks arrive with their issues.
+## bench: each benchmark prints its figures and the ratio to its peer. The operator benchmark starts its own
+## control plane (.airlock/bench, ports 16740–16751). The sidecar and engine benchmarks arrive with their issues.
 bench:
 	bench/webhook.sh
+	bench/operator.sh
 
 ## crds: regenerate the chart's CRD YAML from the Rust types.
 crds:

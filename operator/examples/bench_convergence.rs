@@ -1,0 +1,478 @@
+//! Load driver of the operator benchmark (`make bench`, bench/operator.sh, issue 4 (a)): it sets up the
+//! cluster state, checks that a controller has converged, and measures how fast a label change reaches a
+//! group's status. The script runs it between starting and stopping the controllers under test.
+//!
+//! ```text
+//! bench_convergence setup                     namespaces bench-0..4 and 100 address groups
+//! bench_convergence pods [--count 2000]       create the pods on the kwok nodes, wait until all run
+//! bench_convergence wait-synced [--timeout S] wait until every group's status is what Airlock's own
+//!                                             index computes from the cluster's pods
+//! bench_convergence converge --who NAME [--changes 200]
+//!                                             relabel pods one after another, time each until a watch
+//!                                             sees the pod in the group it joined
+//! bench_convergence reset [--changes 200]     undo the relabels (nobody watching)
+//! ```
+//!
+//! The cluster comes from `KUBECONFIG`. The groups are cluster-scoped and labelled
+//! `bench.airlock.dev/set=operator`; ten of them, `probe-0` … `probe-9`, select
+//! `bench.airlock.dev/slot = s<n>`, a label no pod has until a change gives it one. Change `i` gives
+//! pod `i * 7919 mod 2000` the slot `s<i mod 10>` and another `app`, so the pod also leaves and joins
+//! ordinary groups — a realistic relabel that makes the controller write several groups — and the
+//! latency is measured from the patch's response to the first watch event of `probe-<i mod 10>` that
+//! lists the pod.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use airlock_crds::DynamicAddressGroup;
+use airlock_crds::v1alpha1::DynamicAddressGroupSpec;
+use airlock_operator::index::{Index, LeanPod};
+use anyhow::{Context as _, bail};
+use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::core::v1::{Namespace, Node, Pod, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::api::{ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::watcher;
+use kube::{Api, Client, ResourceExt};
+use serde_json::json;
+use tokio::sync::Notify;
+
+const NAMESPACES: usize = 5;
+const ORDINARY_GROUPS: usize = 90;
+const PROBES: usize = 10;
+/// Pods per Deployment-like family: they share every label but the name.
+const REPLICAS: usize = 5;
+const APPS: usize = 40;
+const TIERS: [&str; 4] = ["api", "web", "worker", "db"];
+const SET_LABEL: &str = "bench.airlock.dev/set";
+const POD_LABEL: &str = "bench.airlock.dev/pod";
+const SLOT_LABEL: &str = "bench.airlock.dev/slot";
+/// How long one change may take before it counts as lost (and as this long in the percentiles).
+const CHANGE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Pause between changes, so each one is measured on its own rather than inside the previous burst.
+const GAP: Duration = Duration::from_millis(40);
+
+fn namespace(n: usize) -> String {
+    format!("bench-{n}")
+}
+
+/// Pod `k`: its namespace, name and original `app`.
+fn pod_identity(k: usize) -> (String, String, usize) {
+    let family = k / REPLICAS;
+    (
+        namespace(k % NAMESPACES),
+        format!("chat-{}-{:05}", family % APPS, k),
+        family % APPS,
+    )
+}
+
+fn pod_manifest(k: usize, node: &str) -> serde_json::Value {
+    let family = k / REPLICAS;
+    let (ns, name, app) = pod_identity(k);
+    let app = format!("chat-{app}");
+    let mut labels = json!({
+        POD_LABEL: "true",
+        "app": app,
+        "app.kubernetes.io/name": app,
+        "pod-template-hash": format!("{:08x}", family.wrapping_mul(2_654_435_761) & 0xffff_ffff),
+        "team": format!("t{}", family % 10),
+        "tier": TIERS[family % TIERS.len()],
+        "version": format!("v{}", family % 3 + 1),
+        "environment": "production",
+    });
+    if family.is_multiple_of(13) {
+        labels["canary"] = json!("true");
+    }
+    let env: Vec<_> = (0..8)
+        .map(|i| json!({"name": format!("SETTING_{i}"), "value": format!("value-{i}-{family}")}))
+        .collect();
+    let mut containers = vec![json!({
+        "name": "server",
+        "image": format!("registry.example.com/assistant/chat-server:1.{}.0", family % 20),
+        "args": ["--port", "8080", "--model", "meta-llama/Llama-3.1-8B-Instruct", "--max-model-len", "8192"],
+        "ports": [{"name": "http", "containerPort": 8080}, {"name": "metrics", "containerPort": 9090}],
+        "env": env,
+        "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
+    })];
+    if family.is_multiple_of(2) {
+        containers.push(json!({
+            "name": "envoy", "image": "envoyproxy/envoy:v1.31.0",
+            "args": ["-c", "/etc/envoy/envoy.yaml"],
+            "ports": [{"name": "admin", "containerPort": 15000}],
+        }));
+    }
+    json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "labels": labels,
+                     "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": "9090"}},
+        // Bound at creation: the bench measures the operator, not the scheduler.
+        "spec": {"nodeName": node, "containers": containers,
+                 "tolerations": [{"key": "kwok.x-k8s.io/node", "operator": "Exists", "effect": "NoSchedule"}]}
+    })
+}
+
+fn group_spec(i: usize) -> DynamicAddressGroupSpec {
+    let selector = |key: &str, value: String| {
+        Some(LabelSelector {
+            match_labels: Some(BTreeMap::from([(key.to_owned(), value)])),
+            ..LabelSelector::default()
+        })
+    };
+    let (match_expr, namespace_selector) = match i % 5 {
+        0 => (format!("app = chat-{} and tier in (api, web)", i % APPS), None),
+        1 => (format!("team = t{} or has(canary)", i % 10), None),
+        2 => (
+            format!(
+                "app in (chat-{}, chat-{}) and version != v1",
+                i % APPS,
+                (i + 1) % APPS
+            ),
+            selector("env", "prod".to_owned()),
+        ),
+        3 => (
+            format!(
+                "tier = worker and team in (t{}, t{}) and not has(canary)",
+                i % 10,
+                (i + 1) % 10
+            ),
+            None,
+        ),
+        _ => (
+            format!(
+                "has(app.kubernetes.io/name) and app = chat-{} or team = t{} and tier = db",
+                i % APPS,
+                i % 10
+            ),
+            selector("team", format!("t{}", i % NAMESPACES)),
+        ),
+    };
+    DynamicAddressGroupSpec {
+        match_expr,
+        namespace_selector,
+    }
+}
+
+fn probe_spec(slot: usize) -> DynamicAddressGroupSpec {
+    DynamicAddressGroupSpec {
+        match_expr: format!("{SLOT_LABEL} = s{slot} and has(app)"),
+        namespace_selector: None,
+    }
+}
+
+/// The pod change `i` relabels, and the labels it sets.
+fn change(i: usize, count: usize) -> (usize, serde_json::Value, String) {
+    let k = i * 7919 % count;
+    let (_, _, app) = pod_identity(k);
+    let slot = i % PROBES;
+    let labels = json!({SLOT_LABEL: format!("s{slot}"), "app": format!("chat-{}", (app + 1 + i) % APPS)});
+    (k, labels, format!("probe-{slot}"))
+}
+
+async fn setup(client: &Client) -> anyhow::Result<()> {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let apply = PatchParams::apply("airlock-bench").force();
+    for n in 0..NAMESPACES {
+        let ns = json!({"apiVersion": "v1", "kind": "Namespace",
+            "metadata": {"name": namespace(n), "labels": {"team": format!("t{n}"),
+                "env": if n.is_multiple_of(2) { "prod" } else { "staging" }}}});
+        namespaces
+            .patch(&namespace(n), &apply, &Patch::Apply(&ns))
+            .await?;
+    }
+    let groups: Api<DynamicAddressGroup> = Api::all(client.clone());
+    let specs = (0..ORDINARY_GROUPS)
+        .map(|i| (format!("bench-{i:03}"), group_spec(i), "ordinary"))
+        .chain((0..PROBES).map(|s| (format!("probe-{s}"), probe_spec(s), "probe")));
+    for (name, spec, role) in specs {
+        let mut group = DynamicAddressGroup::new(&name, spec);
+        group.metadata.labels = Some(BTreeMap::from([
+            (SET_LABEL.to_owned(), "operator".to_owned()),
+            ("bench.airlock.dev/role".to_owned(), role.to_owned()),
+        ]));
+        groups.patch(&name, &apply, &Patch::Apply(&group)).await?;
+    }
+    // Pods need their namespace's default ServiceAccount, which the controller manager creates.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    for n in 0..NAMESPACES {
+        let accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &namespace(n));
+        while accounts.get_opt("default").await?.is_none() {
+            if Instant::now() > deadline {
+                bail!("no default ServiceAccount in {} after 60 s", namespace(n));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    println!(
+        "setup: {NAMESPACES} namespaces, {} groups",
+        ORDINARY_GROUPS + PROBES
+    );
+    Ok(())
+}
+
+async fn create_pods(client: &Client, count: usize) -> anyhow::Result<()> {
+    let nodes: Vec<String> = Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items
+        .iter()
+        .map(|n| n.name_any())
+        .collect();
+    if nodes.is_empty() {
+        bail!("the cluster has no nodes");
+    }
+    let started = Instant::now();
+    futures::stream::iter(0..count)
+        .map(|k| {
+            let client = client.clone();
+            let node = nodes[k % nodes.len()].clone();
+            async move {
+                let (ns, _, _) = pod_identity(k);
+                let pod: Pod = serde_json::from_value(pod_manifest(k, &node))?;
+                let api: Api<Pod> = Api::namespaced(client, &ns);
+                match api.create(&PostParams::default(), &pod).await {
+                    Ok(_) => Ok(()),
+                    Err(kube::Error::Api(status)) if status.code == 409 => Ok(()),
+                    Err(error) => Err(anyhow::Error::from(error)),
+                }
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await?;
+    let created = started.elapsed();
+    let api: Api<Pod> = Api::all(client.clone());
+    let selector = ListParams::default().labels(&format!("{POD_LABEL}=true"));
+    let deadline = Instant::now() + Duration::from_secs(240);
+    loop {
+        let pods = api.list(&selector).await?.items;
+        let running = pods
+            .iter()
+            .filter_map(LeanPod::from_pod)
+            .filter(|p| p.ready && !p.ips.is_empty())
+            .count();
+        if running == count {
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("only {running} of {count} pods are running with an IP after 240 s");
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    println!(
+        "pods: {count} created in {:.1} s, all running with IPs after {:.1} s",
+        created.as_secs_f64(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Waits until every group's status lists what Airlock's index computes from the cluster as it is.
+async fn wait_synced(client: &Client, timeout: Duration) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let groups: Api<DynamicAddressGroup> = Api::all(client.clone());
+    let by_set = ListParams::default().labels(&format!("{SET_LABEL}=operator"));
+    loop {
+        let mut index = Index::new();
+        for ns in Api::<Namespace>::all(client.clone())
+            .list(&ListParams::default())
+            .await?
+        {
+            index.apply_namespace(&ns.name_any(), ns.metadata.labels.clone().unwrap_or_default());
+        }
+        for pod in Api::<Pod>::all(client.clone())
+            .list(&ListParams::default())
+            .await?
+        {
+            if let Some(lean) = LeanPod::from_pod(&pod) {
+                index.apply_pod(&pod.namespace().unwrap_or_default(), lean);
+            }
+        }
+        let listed = groups.list(&by_set).await?.items;
+        let mut behind = Vec::new();
+        let mut memberships = 0;
+        for group in &listed {
+            let name = group.name_any();
+            index.apply_group(&name, &group.spec);
+            let view = index.group(&name).context("the group was just applied")?;
+            memberships += view.member_count();
+            let status = group.status.clone().unwrap_or_default();
+            let count_ok = usize::try_from(status.member_count).ok() == Some(view.member_count());
+            if !count_ok || status.members != view.status_members() {
+                behind.push(name);
+            }
+        }
+        if behind.is_empty() && listed.len() == ORDINARY_GROUPS + PROBES {
+            println!(
+                "synced: {} groups, {memberships} memberships, after {:.1} s",
+                listed.len(),
+                started.elapsed().as_secs_f64()
+            );
+            return Ok(());
+        }
+        if started.elapsed() > timeout {
+            bail!(
+                "{} groups are not current after {} s: {}",
+                behind.len(),
+                timeout.as_secs(),
+                behind.join(", ")
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// When each (group, pod) membership was first seen by the watch.
+#[derive(Default)]
+struct Seen {
+    at: Mutex<HashMap<(String, String), Instant>>,
+    changed: Notify,
+}
+
+async fn converge(client: &Client, who: &str, changes: usize, count: usize) -> anyhow::Result<()> {
+    let seen = Arc::new(Seen::default());
+    let (listed_tx, listed_rx) = tokio::sync::oneshot::channel();
+    let groups: Api<DynamicAddressGroup> = Api::all(client.clone());
+    let config = watcher::Config::default().labels("bench.airlock.dev/role=probe");
+    let watch = tokio::spawn({
+        let seen = seen.clone();
+        async move {
+            let mut listed = Some(listed_tx);
+            let mut stream = watcher(groups, config).boxed();
+            while let Some(event) = stream.next().await {
+                let now = Instant::now();
+                let group = match event {
+                    Ok(watcher::Event::Apply(g) | watcher::Event::InitApply(g)) => g,
+                    Ok(watcher::Event::InitDone) => {
+                        if let Some(tx) = listed.take() {
+                            let _ = tx.send(());
+                        }
+                        continue;
+                    }
+                    Ok(_) => continue,
+                    Err(error) => {
+                        println!("converge: watch error {error}; resuming");
+                        continue;
+                    }
+                };
+                let name = group.name_any();
+                let mut at = seen.at.lock().unwrap_or_else(PoisonError::into_inner);
+                for member in group.status.iter().flat_map(|s| s.members.iter()) {
+                    at.entry((name.clone(), member.name.clone())).or_insert(now);
+                }
+                drop(at);
+                seen.changed.notify_waiters();
+            }
+        }
+    });
+    listed_rx.await.context("the probe watch ended before listing")?;
+
+    let mut latencies = Vec::with_capacity(changes);
+    let mut lost = 0;
+    for i in 0..changes {
+        let (k, labels, group) = change(i, count);
+        let (ns, name, _) = pod_identity(k);
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let key = (group, name.clone());
+        pods.patch(
+            &name,
+            &PatchParams::default(),
+            &Patch::Merge(json!({"metadata": {"labels": labels}})),
+        )
+        .await?;
+        let patched = Instant::now();
+        let deadline = patched + CHANGE_TIMEOUT;
+        let latency = loop {
+            let notified = seen.changed.notified();
+            if let Some(at) = seen.at.lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
+                // A watch event that beat the patch's response counts as zero.
+                break at.saturating_duration_since(patched);
+            }
+            if tokio::time::timeout_at(deadline.into(), notified).await.is_err() {
+                lost += 1;
+                break CHANGE_TIMEOUT;
+            }
+        };
+        latencies.push(latency);
+        tokio::time::sleep(GAP).await;
+    }
+    watch.abort();
+    latencies.sort_unstable();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let pick = |p: f64| {
+        let rank = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len());
+        ms(latencies[rank - 1])
+    };
+    println!(
+        "converge who={who} changes={changes} p50_ms={:.1} p90_ms={:.1} p99_ms={:.1} max_ms={:.1} lost={lost}",
+        pick(0.50),
+        pick(0.90),
+        pick(0.99),
+        latencies.last().map_or(0.0, |d| ms(*d)),
+    );
+    Ok(())
+}
+
+/// Puts the relabelled pods back as they were created.
+async fn reset(client: &Client, changes: usize, count: usize) -> anyhow::Result<()> {
+    futures::stream::iter(0..changes)
+        .map(|i| {
+            let client = client.clone();
+            async move {
+                let (k, _, _) = change(i, count);
+                let (ns, name, app) = pod_identity(k);
+                let labels = json!({SLOT_LABEL: null, "app": format!("chat-{app}")});
+                Api::<Pod>::namespaced(client, &ns)
+                    .patch(
+                        &name,
+                        &PatchParams::default(),
+                        &Patch::Merge(json!({"metadata": {"labels": labels}})),
+                    )
+                    .await
+                    .map(drop)
+            }
+        })
+        .buffer_unordered(16)
+        .try_collect::<Vec<()>>()
+        .await?;
+    println!("reset: {changes} pods relabelled back");
+    Ok(())
+}
+
+fn flag(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
+}
+
+fn number(args: &[String], name: &str, default: usize) -> anyhow::Result<usize> {
+    flag(args, name).map_or(Ok(default), |v| {
+        v.parse()
+            .with_context(|| format!("{name} takes a number, not {v:?}"))
+    })
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let client = Client::try_default().await?;
+    let count = number(&args, "--count", 2000)?;
+    let changes = number(&args, "--changes", 200)?;
+    match args.first().map(String::as_str) {
+        Some("setup") => setup(&client).await,
+        Some("pods") => create_pods(&client, count).await,
+        Some("wait-synced") => {
+            let timeout = Duration::from_secs(number(&args, "--timeout", 60)? as u64);
+            wait_synced(&client, timeout).await
+        }
+        Some("converge") => {
+            let who = flag(&args, "--who").context("converge needs --who NAME")?;
+            converge(&client, &who, changes, count).await
+        }
+        Some("reset") => reset(&client, changes, count).await,
+        _ => bail!(
+            "usage: bench_convergence setup|pods|wait-synced|converge --who NAME|reset [--count N] [--changes N]"
+        ),
+    }
+}
