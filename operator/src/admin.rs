@@ -6,7 +6,6 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use http::{HeaderValue, StatusCode, header};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use warp::Filter;
@@ -15,45 +14,26 @@ use warp::reply::Response;
 use crate::cache::Synced;
 use crate::metrics::Metrics;
 
-/// The admin routes: `GET /live`, `GET /ready`, `GET /metrics`; anything else is 404.
+/// The admin routes (the webhook's surface, `airlock_webhook::admin::generic_routes`): `/ready` says which
+/// caches have not synced yet.
 pub fn routes(
     synced: watch::Receiver<Synced>,
     metrics: Arc<Metrics>,
 ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static {
-    let live = warp::path!("live").map(|| text(StatusCode::OK, "ok".into()));
-    let ready = warp::path!("ready").map(move || {
-        let state = *synced.borrow();
-        if state.all() {
-            text(StatusCode::OK, "ready".into())
-        } else {
-            text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
+    airlock_webhook::admin::generic_routes(
+        move || {
+            let state = *synced.borrow();
+            if state.all() {
+                Ok(())
+            } else {
+                Err(format!(
                     "caches not synced: pods={} namespaces={} groups={}",
                     state.pods, state.namespaces, state.groups
-                ),
-            )
-        }
-    });
-    let metrics = warp::path!("metrics").map(move || match metrics.encode() {
-        Ok(body) => {
-            let mut response = text(StatusCode::OK, body);
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/openmetrics-text; version=1.0.0; charset=utf-8"),
-            );
-            response
-        }
-        Err(_) => text(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "metrics encoding failed".into(),
-        ),
-    });
-    let not_found = warp::any().map(|| text(StatusCode::NOT_FOUND, "not found".into()));
-    warp::get()
-        .and(live.or(ready).unify().or(metrics).unify())
-        .or(not_found)
-        .unify()
+                ))
+            }
+        },
+        move || metrics.encode(),
+    )
 }
 
 /// Serves the admin routes on `listener` until `shutdown` completes.
@@ -69,16 +49,6 @@ pub async fn serve(
         .graceful(shutdown)
         .run()
         .await;
-}
-
-fn text(status: StatusCode, body: String) -> Response {
-    let mut response = Response::new(body.into());
-    *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    response
 }
 
 #[cfg(test)]

@@ -33,15 +33,34 @@ pub fn routes(
     readiness: Readiness,
     metrics: Arc<Metrics>,
 ) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static {
+    generic_routes(
+        move || {
+            readiness
+                .is_ready()
+                .then_some(())
+                .ok_or_else(|| "caches not synced".to_owned())
+        },
+        move || metrics.encode(),
+    )
+}
+
+/// The admin routes of any Airlock process: `GET /live`; `GET /ready`, 200 when `ready` returns `Ok`,
+/// else 503 with its message; `GET /metrics`, what `metrics` encodes in the OpenMetrics text format.
+/// Anything else is 404. The operator serves the same surface.
+pub fn generic_routes<R, M>(
+    ready: R,
+    metrics: M,
+) -> impl Filter<Extract = (Response,), Error = std::convert::Infallible> + Clone + Send + Sync + 'static
+where
+    R: Fn() -> Result<(), String> + Clone + Send + Sync + 'static,
+    M: Fn() -> Result<String, std::fmt::Error> + Clone + Send + Sync + 'static,
+{
     let live = warp::path!("live").map(|| text(StatusCode::OK, "ok".into()));
-    let ready = warp::path!("ready").map(move || {
-        if readiness.is_ready() {
-            text(StatusCode::OK, "ready".into())
-        } else {
-            text(StatusCode::SERVICE_UNAVAILABLE, "caches not synced".into())
-        }
+    let ready = warp::path!("ready").map(move || match ready() {
+        Ok(()) => text(StatusCode::OK, "ready".into()),
+        Err(why) => text(StatusCode::SERVICE_UNAVAILABLE, why),
     });
-    let metrics = warp::path!("metrics").map(move || match metrics.encode() {
+    let metrics = warp::path!("metrics").map(move || match metrics() {
         Ok(body) => {
             let mut response = text(StatusCode::OK, body);
             response.headers_mut().insert(

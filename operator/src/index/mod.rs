@@ -14,7 +14,6 @@ use std::sync::Arc;
 use airlock_core::expr::Expr;
 use airlock_crds::v1alpha1::{DynamicAddressGroupSpec, Member};
 use airlock_webhook::selection::selector_matches;
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 pub use pod::LeanPod;
 
@@ -357,16 +356,12 @@ fn member_state(
     }
     let namespace_ok = match &group.spec.namespace_selector {
         None => ns_name != SYSTEM_NAMESPACE,
-        Some(selector) => namespace_selected(selector, ns_labels),
+        Some(selector) => selector_matches(selector, ns_labels),
     };
     (namespace_ok && expr.matches(pod)).then(|| MemberState {
         ips: pod.ips.clone(),
         ready: pod.ready,
     })
-}
-
-fn namespace_selected(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
-    selector_matches(selector, labels)
 }
 
 /// Sets `key`'s membership to `state`; whether anything changed.

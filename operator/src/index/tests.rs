@@ -1,3 +1,5 @@
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
 use super::*;
 
 fn pod(name: &str, labels: &[(&str, &str)], ip: Option<&str>) -> LeanPod {
