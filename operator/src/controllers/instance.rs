@@ -163,6 +163,8 @@ fn now() -> Time {
 
 async fn reconcile_profile(profile: Arc<AISecurityProfile>, shared: Arc<Shared>) -> crate::Result<Action> {
     let started = Instant::now();
+    // The other controller's cache: counting instances before it is listed would report 0.
+    wait_for(&shared.instances).await?;
     let ctx = &shared.ctx;
     let name = profile.name_any();
     let problems = profile::validate(&profile.spec);
@@ -228,6 +230,8 @@ async fn reconcile_instance(instance: Arc<AIRuntimeInstance>, shared: Arc<Shared
 
 async fn apply_instance(instance: &AIRuntimeInstance, shared: &Shared) -> crate::Result<Action> {
     let ctx = &shared.ctx;
+    // A new leader's profile cache may still be listing: a profile missing from it is not missing.
+    wait_for(&shared.profiles).await?;
     let name = instance.name_any();
     // Observe: everything below is computed from caches, without holding a lock across an await.
     let profiles: BTreeMap<String, Arc<AISecurityProfile>> = shared
@@ -292,6 +296,18 @@ async fn apply_instance(instance: &AIRuntimeInstance, shared: &Shared) -> crate:
         tracing::info!(instance = %name, reason = error.reason(), "policy not delivered: {error}");
     }
     Ok(Action::requeue(RESYNC))
+}
+
+/// Waits until `store` holds its first complete list.
+async fn wait_for<K>(store: &Store<K>) -> crate::Result<()>
+where
+    K: kube::Resource + Clone + 'static,
+    K::DynamicType: Eq + std::hash::Hash + Clone,
+{
+    store
+        .wait_until_ready()
+        .await
+        .map_err(|_| Error::Config("a controller's cache stopped before it was listed".into()))
 }
 
 /// Writes the bundle to every selected namespace whose copy differs, and deletes copies in namespaces
