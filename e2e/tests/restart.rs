@@ -87,6 +87,18 @@ async fn restart_apiserver(client: &Client) {
         }
     })
     .await;
+    // The main thread's exit is not the process's: other threads may still hold the listening socket.
+    let port: u16 = args
+        .iter()
+        .find_map(|a| a.strip_prefix("--secure-port="))
+        .and_then(|p| p.parse().ok())
+        .expect("the apiserver's --secure-port");
+    eventually(
+        "the kube-apiserver's port to be free",
+        Duration::from_secs(30),
+        || async move { std::net::TcpListener::bind(("127.0.0.1", port)).ok().map(drop) },
+    )
+    .await;
     let log = std::fs::OpenOptions::new()
         .append(true)
         .open(dir.join("logs/kube-apiserver.log"))
