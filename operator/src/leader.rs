@@ -2,8 +2,8 @@
 //!
 //! Every replica keeps its caches warm; the one holding the lease runs the controllers and writers.
 //! When the leader dies, its lease expires after `--lease-duration` seconds and a standby takes it.
-//! When a replica loses the lease (it could not renew in time), it stops its leader tasks at once so two
-//! replicas never write at the same time; it keeps competing and resumes if it wins again.
+//! When a replica learns that another holds the lease, it stops its leader tasks at once; it keeps
+//! competing and resumes if it wins again.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -56,14 +56,13 @@ pub async fn run(
                 }
             }
             Ok(_) => {}
+            // The lease manager keeps its own view of who holds the lease and reports only changes, so
+            // our state must follow its view: flipping to "not leading" here would never be undone while
+            // it keeps renewing (found when the API server restarted). While the API server cannot be
+            // reached nobody can take the lease, and our writes fail anyway; once another replica takes
+            // it, `changed()` says so and the tasks stop.
             Err(error) => {
                 tracing::warn!(%error, "lease update failed; retrying");
-                if leading {
-                    // Not knowing whether we still lead is not leading.
-                    leading = false;
-                    ctx.metrics.set_leader(false);
-                    tasks.abort_all();
-                }
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
         }
