@@ -45,6 +45,34 @@ pub enum Error {
     /// Reading the scan input or writing verdicts failed.
     #[error("scan I/O failed")]
     ScanIo(#[source] std::io::Error),
+
+    /// A command-line or environment setting is invalid (a route, a port list, a URL).
+    #[error("invalid setting {name}: {message}")]
+    Config { name: &'static str, message: String },
+
+    /// A listener could not be bound.
+    #[error("cannot listen on {addr}")]
+    Bind {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// TLS client setup failed (custom CA file unreadable or invalid).
+    #[error("TLS setup failed: {0}")]
+    Tls(String),
+
+    /// A policy bundle from the operator could not be used.
+    #[error("policy bundle {} is not usable: {message}", path.display())]
+    Bundle { path: PathBuf, message: String },
+
+    /// `airlock-sidecar init` could not install the inbound redirect.
+    #[error("cannot install the inbound redirect: {0}")]
+    Init(String),
+
+    /// A threat-log forwarder could not be set up.
+    #[error("threat-log forwarder {target}: {message}")]
+    Forwarder { target: String, message: String },
 }
 
 /// `Result` with the sidecar's [`Error`] as the default error type.
@@ -59,6 +87,12 @@ impl Error {
             Error::ProfileYaml { .. } | Error::ProfileKind { .. } => "profile_parse",
             Error::ProfileInvalid { .. } => "profile_invalid",
             Error::ScanIo(_) => "scan_io",
+            Error::Config { .. } => "config",
+            Error::Bind { .. } => "bind",
+            Error::Tls(_) => "tls",
+            Error::Bundle { .. } => "bundle",
+            Error::Init(_) => "init",
+            Error::Forwarder { .. } => "forwarder",
         }
     }
 }
