@@ -5,6 +5,9 @@ pub mod config;
 pub mod engine;
 pub mod error;
 pub mod extract;
+pub mod forward;
+pub mod init;
+pub mod limits;
 pub mod profile;
 pub mod scan;
 pub mod verdict;
@@ -55,7 +58,7 @@ pub async fn run(cli: Cli) -> Result<()> {
     let name = match &cli.command {
         Command::Run { .. } => "run",
         Command::Scan { profile } => return scan_stdio(profile),
-        Command::Init => "init",
+        Command::Init => return init::InitSettings::from_env().and_then(|s| init::run(&s)),
     };
     tracing::info!(command = name, "airlock-sidecar starting");
     Err(Error::NotImplemented(name))
