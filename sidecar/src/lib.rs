@@ -10,6 +10,7 @@ pub mod init;
 pub mod limits;
 pub mod profile;
 pub mod scan;
+pub mod stream;
 pub mod verdict;
 
 pub use error::{Error, Result};
