@@ -1,6 +1,7 @@
 //! The Airlock enforcement sidecar: an LLM-aware proxy that scans requests and responses, applies an
 //! `AISecurityProfile`, blocks or masks, enforces model-DoS limits and writes threat logs.
 
+pub mod admin;
 pub mod config;
 pub mod engine;
 pub mod error;
@@ -8,9 +9,12 @@ pub mod extract;
 pub mod forward;
 pub mod init;
 pub mod limits;
+pub mod policyset;
 pub mod profile;
+pub mod routes;
 pub mod scan;
 pub mod stream;
+pub mod threatlog;
 pub mod verdict;
 
 pub use error::{Error, Result};

@@ -89,6 +89,9 @@ pub struct Policy {
     pub name: String,
     pub engine: Engine,
     pub actions: ActionTable,
+    /// The profile as written: streaming, failure mode, model protection and logging settings. Built-in
+    /// profiles use the spec defaults.
+    pub spec: AISecurityProfileSpec,
 }
 
 impl Policy {
@@ -105,6 +108,7 @@ impl Policy {
             builtin.name().to_string(),
             &EngineConfig::default(),
             builtin.actions(),
+            AISecurityProfileSpec::default(),
         )
     }
 
@@ -121,16 +125,21 @@ impl Policy {
             .or_else(|| path.file_stem().map(|s| s.to_string_lossy().into_owned()))
             .unwrap_or_default();
         let (config, actions) = compile_spec(&profile.spec);
-        Policy::compile(name, &config, actions)
+        Policy::compile(name, &config, actions, profile.spec)
     }
 
     /// Builds a policy from a profile spec, e.g. one received from the operator.
     pub fn from_spec(name: String, spec: &AISecurityProfileSpec) -> Result<Policy> {
         let (config, actions) = compile_spec(spec);
-        Policy::compile(name, &config, actions)
+        Policy::compile(name, &config, actions, spec.clone())
     }
 
-    fn compile(name: String, config: &EngineConfig, actions: ActionTable) -> Result<Policy> {
+    fn compile(
+        name: String,
+        config: &EngineConfig,
+        actions: ActionTable,
+        spec: AISecurityProfileSpec,
+    ) -> Result<Policy> {
         let engine = Engine::new(config).map_err(|source| Error::ProfileInvalid {
             profile: name.clone(),
             source,
@@ -139,6 +148,7 @@ impl Policy {
             name,
             engine,
             actions,
+            spec,
         })
     }
 }
