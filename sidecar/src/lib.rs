@@ -11,6 +11,7 @@ pub mod init;
 pub mod limits;
 pub mod policyset;
 pub mod profile;
+pub mod proxy;
 pub mod routes;
 pub mod scan;
 pub mod stream;
@@ -35,17 +36,7 @@ pub struct Cli {
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
     /// Run the enforcement proxy in front of an upstream.
-    Run {
-        /// An `AISecurityProfile` YAML file or a built-in profile name (`strict`, `balanced`, `audit`).
-        #[arg(long, env = config::ENV_PROFILE, default_value = "balanced")]
-        profile: String,
-        /// Where allowed requests go, e.g. `https://api.openai.com`.
-        #[arg(long, env = config::ENV_UPSTREAM)]
-        upstream: String,
-        /// Address to listen on.
-        #[arg(long, env = config::ENV_LISTEN, default_value = "127.0.0.1:15001")]
-        listen: std::net::SocketAddr,
-    },
+    Run(Box<proxy::run::RunArgs>),
     /// Scan JSONL from stdin offline and write one verdict per line.
     Scan {
         /// An `AISecurityProfile` YAML file or a built-in profile name.
@@ -57,16 +48,12 @@ pub enum Command {
 }
 
 /// Runs one subcommand.
-///
-/// TODO(issue 5): the proxy (`run`) and `init`. Until then they report that they are not ready and exit.
 pub async fn run(cli: Cli) -> Result<()> {
-    let name = match &cli.command {
-        Command::Run { .. } => "run",
-        Command::Scan { profile } => return scan_stdio(profile),
-        Command::Init => return init::InitSettings::from_env().and_then(|s| init::run(&s)),
-    };
-    tracing::info!(command = name, "airlock-sidecar starting");
-    Err(Error::NotImplemented(name))
+    match cli.command {
+        Command::Run(args) => proxy::run::run(*args).await,
+        Command::Scan { profile } => scan_stdio(&profile),
+        Command::Init => init::InitSettings::from_env().and_then(|s| init::run(&s)),
+    }
 }
 
 /// `scan` over stdin and stdout (logs go to stderr, so stdout holds only verdicts). Scanning is

@@ -116,6 +116,11 @@ impl PolicySet {
         })
     }
 
+    /// The profiles rules name, besides [`PolicySet::default`].
+    pub fn profiles(&self) -> impl Iterator<Item = &Arc<Policy>> {
+        self.profiles.values()
+    }
+
     /// Address groups `ip` belongs to, sorted.
     pub fn groups_of(&self, ip: IpAddr) -> Vec<String> {
         let mut names: Vec<String> = self
