@@ -316,8 +316,9 @@ fn run_tool(program: &str, args: &[&str], stdin: Option<&str>) -> Result<String>
 /// connects to the sidecar's port directly (`explicit` inbound mode) gets the sidecar's own address back;
 /// callers must not forward to it.
 ///
-/// On a dual-stack `[::]` socket an IPv4 connection has an IPv4-mapped local address; its conntrack entry
-/// is IPv4, so the IPv4 lookup is used and the result is a plain IPv4 address.
+/// The answer has the same form as `local_addr()`, so comparing the two tells whether the connection was
+/// redirected. On a dual-stack `[::]` socket an IPv4 connection has an IPv4-mapped local address; its
+/// conntrack entry is IPv4, so the IPv4 lookup is used and its answer is returned IPv4-mapped as well.
 pub fn original_destination(stream: &tokio::net::TcpStream) -> std::io::Result<SocketAddr> {
     let local = stream.local_addr()?;
     let (found, ipv4_mapped) = match local {
@@ -326,7 +327,7 @@ pub fn original_destination(stream: &tokio::net::TcpStream) -> std::io::Result<S
             false,
         ),
         SocketAddr::V6(v6) if v6.ip().to_ipv4_mapped().is_some() => (
-            getsockopt(stream, sockopt::OriginalDst).map(from_sockaddr_in),
+            getsockopt(stream, sockopt::OriginalDst).map(|sa| to_ipv4_mapped(from_sockaddr_in(sa))),
             true,
         ),
         SocketAddr::V6(_) => (
@@ -351,6 +352,13 @@ pub fn original_destination(stream: &tokio::net::TcpStream) -> std::io::Result<S
 
 fn from_sockaddr_in(sa: nix::libc::sockaddr_in) -> SocketAddr {
     SocketAddr::from(SockaddrIn::from(sa))
+}
+
+fn to_ipv4_mapped(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(v4) => SocketAddr::new(v4.ip().to_ipv6_mapped().into(), v4.port()),
+        v6 => v6,
+    }
 }
 
 fn from_sockaddr_in6(sa: nix::libc::sockaddr_in6) -> SocketAddr {
