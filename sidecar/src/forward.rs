@@ -6,7 +6,8 @@
 //! shares one `Arc<str>` among all queues and uses `try_send`, so a slow or dead collector only ever
 //! costs its own queue: once it is full, further entries are `dropped`.
 //!
-//! Delivery is best effort and at least once per connection:
+//! Delivery is best effort: an entry may be lost (queue full, collector gone, shutdown) or, after a
+//! retry, arrive twice. Per transport:
 //! - **syslog/udp**: one datagram per entry. An entry whose message would exceed [`MAX_UDP_MESSAGE`] is
 //!   replaced by a small JSON stub that keeps the verdict's identifying fields (`report_id`, `tr_id`,
 //!   `profile`, `instance`, `direction`, `category`, `action`) plus `"truncated":true` and
@@ -34,8 +35,8 @@
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use airlock_crds::v1alpha1::profile::{
@@ -426,10 +427,28 @@ fn redacted_url_text(url: &str) -> String {
     }
 }
 
-/// A client for `http://` and `https://` collectors. Trusts the system's root certificates, or
-/// Mozilla's (webpki-roots) where the image has none: hyper-rustls cannot merge the two sets without
-/// further dependencies.
+/// A client for `http://` and `https://` collectors. Its connection pool belongs to the current runtime,
+/// so each [`Forwarders`] builds its own; the TLS settings are built once per process.
 fn http_client(target: &str) -> Result<HttpClient> {
+    let https = HttpsConnectorBuilder::new()
+        .with_tls_config(tls_config(target)?)
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .build();
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(Duration::from_secs(30))
+        .build(https))
+}
+
+/// Trusts the system's root certificates, or Mozilla's (webpki-roots) where the image has none:
+/// hyper-rustls cannot merge the two sets without further dependencies. Cached because loading the
+/// system store reads files, and forwarders are rebuilt on every policy reload.
+fn tls_config(target: &str) -> Result<rustls::ClientConfig> {
+    static TLS: OnceLock<rustls::ClientConfig> = OnceLock::new();
+    if let Some(config) = TLS.get() {
+        return Ok(config.clone());
+    }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = || {
         rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
@@ -439,22 +458,14 @@ fn http_client(target: &str) -> Result<HttpClient> {
                 message: format!("TLS setup failed: {error}"),
             })
     };
-    let tls = match builder()?.with_native_roots() {
+    let config = match builder()?.with_native_roots() {
         Ok(roots) => roots.with_no_client_auth(),
         Err(error) => {
-            tracing::debug!(%error, "no system root certificates; HTTP forwarders trust webpki-roots");
+            tracing::info!(%error, "no system root certificates; HTTP forwarders trust webpki-roots");
             builder()?.with_webpki_roots().with_no_client_auth()
         }
     };
-    let https = HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .build();
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(Duration::from_secs(30))
-        .build(https))
+    Ok(TLS.get_or_init(|| config).clone())
 }
 
 enum Worker {
