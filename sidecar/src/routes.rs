@@ -3,9 +3,10 @@
 //! Apps point their SDK at `http://127.0.0.1:15001` and keep their own credentials; the sidecar picks the
 //! provider by the request path. The longest matching path prefix of `--route PREFIX=URL` (or
 //! `AIRLOCK_ROUTES=PREFIX=URL,…`) wins; otherwise the default upstream (`--upstream`, or
-//! `https://api.openai.com` in a pod). Built-in routes, which explicit ones override: `/v1/messages` and
-//! `/v1/complete` to `https://api.anthropic.com`, and `/openai/` to `AIRLOCK_AZURE_OPENAI_ENDPOINT`
-//! when it is set.
+//! `https://api.openai.com` in a pod). While the default upstream is OpenAI's, built-in routes (which
+//! explicit ones override) send `/v1/messages` and `/v1/complete` to `https://api.anthropic.com`; with
+//! another default (a self-hosted server) every path goes there unless a route says otherwise.
+//! `/openai/` goes to `AIRLOCK_AZURE_OPENAI_ENDPOINT` when it is set.
 
 use http::uri::{Authority, Scheme};
 
@@ -80,17 +81,14 @@ impl Routes {
     /// `default`: the default upstream URL; `routes`: `PREFIX=URL` entries; `azure`: the Azure OpenAI
     /// endpoint, if any.
     pub fn new(default: &str, routes: &[String], azure: Option<&str>) -> Result<Routes> {
+        let openai = Upstream::parse("--upstream", DEFAULT_UPSTREAM)?;
         let default = Upstream::parse("--upstream", default)?;
-        let mut table: Vec<(String, Upstream)> = vec![
-            (
-                "/v1/messages".into(),
-                Upstream::parse("route", ANTHROPIC_UPSTREAM)?,
-            ),
-            (
-                "/v1/complete".into(),
-                Upstream::parse("route", ANTHROPIC_UPSTREAM)?,
-            ),
-        ];
+        let mut table: Vec<(String, Upstream)> = Vec::new();
+        if default == openai {
+            for prefix in ["/v1/messages", "/v1/complete"] {
+                table.push((prefix.into(), Upstream::parse("route", ANTHROPIC_UPSTREAM)?));
+            }
+        }
         if let Some(azure) = azure.filter(|a| !a.is_empty()) {
             table.push((
                 "/openai/".into(),
@@ -170,7 +168,10 @@ mod tests {
             "http://127.0.0.1:8000/base/v1/chat/completions?x=1"
         );
         assert_eq!(routes.pick("/v1/messages").host(), "claude.local");
-        assert_eq!(routes.pick("/v1/complete").host(), "api.anthropic.com");
+        assert_eq!(routes.pick("/v1/complete").host(), "127.0.0.1");
+        let pod = Routes::new(DEFAULT_UPSTREAM, &[], None).unwrap();
+        assert_eq!(pod.pick("/v1/messages").host(), "api.anthropic.com");
+        assert_eq!(pod.pick("/v1/chat/completions").host(), "api.openai.com");
         assert_eq!(
             routes.pick("/openai/deployments/x/chat/completions").host(),
             "acme.openai.azure.com"

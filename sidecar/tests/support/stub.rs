@@ -1,6 +1,6 @@
 //! A stub LLM upstream that speaks the APIs the sidecar understands, for tests, the demo and the
 //! benchmark. The answer echoes the request: a last user message `ECHO:<text>` is answered with
-//! `<text>`, anything else with a fixed greeting. Streams (`"stream": true`, Ollama by default) send
+//! `<text>`, anything else with a fixed greeting; the header `x-stub-answer` sets the answer outright. Streams (`"stream": true`, Ollama by default) send
 //! the answer in deltas of `x-stub-chunk` bytes (default 8). `GET /_last` returns the last request
 //! (headers and body) as JSON.
 
@@ -69,7 +69,9 @@ fn streamed(content_type: &str, frames: Vec<String>, abort: bool) -> Response<Bo
             tokio::task::yield_now().await;
         }
         if abort {
-            let _ = tx.send(Err(std::io::Error::other("stub aborts the stream"))).await;
+            let _ = tx
+                .send(Err(std::io::Error::other("stub aborts the stream")))
+                .await;
         }
     });
     let stream = futures::stream::unfold(rx, |mut rx| async move {
@@ -133,6 +135,11 @@ async fn handle(req: Request<Incoming>, last: Arc<Mutex<Last>>) -> Result<Respon
         return Ok(full(200, "application/json", v.to_string()));
     }
     let abort = req.headers().contains_key("x-stub-abort");
+    let forced = req
+        .headers()
+        .get("x-stub-answer")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let chunk: usize = req
         .headers()
         .get("x-stub-chunk")
@@ -158,7 +165,7 @@ async fn handle(req: Request<Incoming>, last: Arc<Mutex<Last>>) -> Result<Respon
             body: body.clone(),
         };
     }
-    let answer = answer_for(&body);
+    let answer = forced.unwrap_or_else(|| answer_for(&body));
     let stream = body.get("stream").and_then(Value::as_bool);
     let resp = match path.as_str() {
         "/v1/chat/completions" if stream == Some(true) => {
