@@ -87,13 +87,14 @@ impl PolicySet {
         }
         let mut rules = Vec::new();
         for rule in &bundle.rules {
-            if let Some(profile) = &rule.profile {
-                if profile != &bundle.profile.name && !profiles.contains_key(profile) {
-                    return Err(bundle_err(format!(
-                        "rule `{}` names profile `{profile}`, which the bundle does not carry",
-                        rule.name
-                    )));
-                }
+            if let Some(profile) = &rule.profile
+                && profile != &bundle.profile.name
+                && !profiles.contains_key(profile)
+            {
+                return Err(bundle_err(format!(
+                    "rule `{}` names profile `{profile}`, which the bundle does not carry",
+                    rule.name
+                )));
             }
             rules.push(CompiledRule {
                 name: rule.name.clone(),

@@ -240,10 +240,10 @@ fn delta_texts(value: &Value, out: &mut String) {
     let kind = value.get("type").and_then(Value::as_str).unwrap_or("");
     if kind.starts_with("response.") {
         // Responses API: only deltas carry new text; `*.done` events repeat what was streamed.
-        if kind.ends_with(".delta") {
-            if let Some(s) = value.get("delta").and_then(Value::as_str) {
-                push(s);
-            }
+        if kind.ends_with(".delta")
+            && let Some(s) = value.get("delta").and_then(Value::as_str)
+        {
+            push(s);
         }
         return;
     }

@@ -451,10 +451,10 @@ impl Agent {
             // Only the agent's own lines: the test harness prints to the same stdout, and its
             // "test netns_agent ... " may precede the first one on the same line.
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some((_, line)) = line.split_once("AGENT ") {
-                    if tx.send(line.to_owned()).is_err() {
-                        break;
-                    }
+                if let Some((_, line)) = line.split_once("AGENT ")
+                    && tx.send(line.to_owned()).is_err()
+                {
+                    break;
                 }
             }
         });

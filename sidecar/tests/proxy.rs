@@ -1,6 +1,8 @@
 //! The proxy against a local stub upstream that speaks each API: verdicts, masking, streaming with
 //! splits at every position, bad input, broken upstreams, limits, audit mode and hot reload.
 
+#![allow(clippy::unwrap_used)]
+
 #[path = "support/stub.rs"]
 mod stub;
 

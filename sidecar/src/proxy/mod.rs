@@ -303,16 +303,16 @@ impl Proxy {
         let source_ip = canonical_ip(peer.ip());
         let enforce = active.set.enforce && !self.settings.force_audit;
 
-        if let Some(encoding) = parts.headers.get(header::CONTENT_ENCODING) {
-            if !encoding.as_bytes().eq_ignore_ascii_case(b"identity") {
-                return json_error(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "airlock_invalid_request",
-                    "content_encoding",
-                    "compressed request bodies cannot be scanned; send the body uncompressed",
-                    None,
-                );
-            }
+        if let Some(encoding) = parts.headers.get(header::CONTENT_ENCODING)
+            && !encoding.as_bytes().eq_ignore_ascii_case(b"identity")
+        {
+            return json_error(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "airlock_invalid_request",
+                "content_encoding",
+                "compressed request bodies cannot be scanned; send the body uncompressed",
+                None,
+            );
         }
 
         // Size cap: the profile's maxPromptBytes (403, a model-DoS limit) or the proxy's own (413).
@@ -1098,12 +1098,12 @@ impl Proxy {
                 }
                 scan_time += t.elapsed();
             }
-            if stop.is_none() {
-                if let Some(last) = parser.finish() {
-                    let step = scanner.push(&policy, last);
-                    alerts.extend(step.alerts);
-                    stop = step.stop;
-                }
+            if stop.is_none()
+                && let Some(last) = parser.finish()
+            {
+                let step = scanner.push(&policy, last);
+                alerts.extend(step.alerts);
+                stop = step.stop;
             }
             if stop.is_none() {
                 let step = scanner.finish(&policy);
@@ -1390,10 +1390,10 @@ fn refusal_response(refusal: Refusal) -> Response<ProxyBody> {
     response
         .headers_mut()
         .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if let Some(retry) = refusal.retry_after {
-        if let Ok(v) = HeaderValue::from_str(&retry.as_secs().max(1).to_string()) {
-            response.headers_mut().insert(header::RETRY_AFTER, v);
-        }
+    if let Some(retry) = refusal.retry_after
+        && let Ok(v) = HeaderValue::from_str(&retry.as_secs().max(1).to_string())
+    {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
     }
     response
 }
