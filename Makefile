@@ -43,10 +43,11 @@ demo:
 	e2e/demo.sh
 
 ## bench: each benchmark prints its figures and the ratio to its peer. The operator benchmark starts its own
-## control plane (.airlock/bench, ports 16740–16751). The sidecar and engine benchmarks arrive with their issues.
+## control plane (.airlock/bench, ports 16740–16751); the sidecar benchmark runs nginx as its floor (ports 18100–18113).
 bench:
 	bench/webhook.sh
 	bench/operator.sh
+	bench/sidecar.sh
 
 ## crds: regenerate the chart's CRD YAML from the Rust types.
 crds:

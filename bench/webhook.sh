@@ -16,10 +16,8 @@ secs=${BENCH_SECONDS:-10}
 work=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$work"' EXIT
 
-if ! command -v oha >/dev/null; then
-  echo "[bench] installing oha (load generator) from crates.io" >&2
-  cargo install oha --locked --quiet
-fi
+. bench/lib.sh
+ensure_oha
 cargo build -q --release -p airlock-webhook --example bench_server
 server=target/release/examples/bench_server
 

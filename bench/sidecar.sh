@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Sidecar benchmark (make bench): the enforcement proxy side by side, in one run, with nginx (Debian's
+# package) as the reverse-proxy floor, both in front of the same stub LLM upstream (release builds).
+#
+# Load: oha at 1,000 req/s for BENCH_SECONDS (default 10) over 16 keep-alive connections, POST
+# /v1/chat/completions. Added latency = percentile through the proxy minus the same percentile direct to
+# the stub, measured back to back in this run.
+#   - pass-through: nginx vs the sidecar with an empty profile (body parsed, nothing to detect);
+#   - full scan: the sidecar with the `strict` profile on 1 KB, 4 KB and 32 KB benign prompts;
+#   - CPU per 1,000 requests (utime+stime of the proxy process), RSS idle and peak under load;
+#   - SSE time to first byte through the sidecar vs direct (median of 200 curl runs), with
+#     `passAndAlert` and with the default `holdback` (4096 bytes held back: a short answer's first byte
+#     leaves only when the stream ends, by design).
+# Targets (issue 5): pass-through added p99 <= 1.5 x nginx's; 4 KB full scan adds <= 150 us p50 and
+# <= 400 us p99; RSS <= 20 MiB idle and <= 40 MiB at 1,000 req/s; SSE TTFT added <= 200 us. The script
+# prints figures and ratios; it does not fail on a target.
+set -euo pipefail
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+secs=${BENCH_SECONDS:-10}
+rate=${BENCH_RATE:-1000}
+work=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; [[ -f $work/nginx.pid ]] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"' EXIT
+
+. bench/lib.sh
+ensure_oha
+if ! command -v nginx >/dev/null && [[ ! -x /usr/sbin/nginx ]]; then
+  echo "[bench] installing nginx from Debian's packages" >&2
+  apt-get update -qq && apt-get install -y -qq nginx >/dev/null
+fi
+nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
+cargo build -q --release -p airlock-sidecar --bin airlock-sidecar --example stub_llm
+bin=${CARGO_TARGET_DIR:-$root/target}/release
+
+stub_port=18100 nginx_port=18101 pass_port=18102 scan_port=18103 sse_pass_port=18104 admin0=18110
+"$bin/examples/stub_llm" "127.0.0.1:$stub_port" >/dev/null 2>&1 &
+
+cat >"$work/nginx.conf" <<NGINX
+worker_processes auto;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/body;
+  proxy_temp_path $work/proxy;
+  upstream stub { server 127.0.0.1:$stub_port; keepalive 64; }
+  server {
+    listen 127.0.0.1:$nginx_port;
+    client_max_body_size 16m;
+    client_body_buffer_size 64k;
+    location / {
+      proxy_pass http://stub;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_buffering off;
+    }
+  }
+}
+NGINX
+"$nginx_bin" -c "$work/nginx.conf" -g 'daemon on;' 2>/dev/null
+
+printf 'apiVersion: airlock.dev/v1alpha1\nkind: AISecurityProfile\nmetadata: {name: empty}\nspec: {}\n' >"$work/empty.yaml"
+printf 'apiVersion: airlock.dev/v1alpha1\nkind: AISecurityProfile\nmetadata: {name: stream}\nspec:\n  streaming: {mode: passAndAlert}\n' >"$work/pass-alert.yaml"
+start_sidecar() { # port admin profile
+  "$bin/airlock-sidecar" run --profile "$3" --upstream "http://127.0.0.1:$stub_port" --listen "127.0.0.1:$1" \
+    --admin "127.0.0.1:$2" >/dev/null 2>&1 &
+  echo $!
+}
+pass_pid=$(start_sidecar $pass_port $((admin0 + 1)) "$work/empty.yaml")
+scan_pid=$(start_sidecar $scan_port $((admin0 + 2)) strict)
+sse_pid=$(start_sidecar $sse_pass_port $((admin0 + 3)) "$work/pass-alert.yaml")
+for port in $stub_port $nginx_port $pass_port $scan_port $sse_pass_port; do
+  for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$port/_last" && break; sleep 0.1; done
+done
+sleep 0.5
+rss_idle=$(awk '/VmRSS/ {printf "%.1f", $2 / 1024}' "/proc/$scan_pid/status")
+
+python3 - "$work" <<'PY'
+import json, sys
+work = sys.argv[1]
+sentence = ("The quarterly report covers revenue, hiring plans and the new office in Lyon. "
+            "Please summarise the main points for the leadership team in a short paragraph. ")
+def chat(size):
+    text = (sentence * (size // len(sentence) + 1))[:size]
+    return {"model": "llama-3", "messages": [{"role": "system", "content": "You are a helpful assistant."},
+                                             {"role": "user", "content": text}]}
+for size in (64, 1024, 4096, 32768):
+    with open(f"{work}/chat-{size}.json", "w") as f:
+        json.dump(chat(size), f)
+PY
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# run <port> <body> -> "p50_us p99_us requests"
+run() {
+  oha --no-tui --output-format json -z "${secs}s" -c 16 -q "$rate" -m POST -H 'content-type: application/json' \
+    -D "$work/$2" "http://127.0.0.1:$1/v1/chat/completions" |
+    python3 -c 'import json,sys; d=json.load(sys.stdin); p=d["latencyPercentiles"]; s=d["statusCodeDistribution"]; print(p["p50"]*1e6, p["p99"]*1e6, sum(s.values()), s.get("200", 0))'
+}
+declare -A p50 p99 cpu
+measure() { # name port body pid
+  local before after out
+  before=$([[ -n ${4:-} ]] && cpu_ticks "$4" || echo 0)
+  out=$(run "$2" "$3")
+  after=$([[ -n ${4:-} ]] && cpu_ticks "$4" || echo 0)
+  read -r a b n ok <<<"$out"
+  if [[ $ok != "$n" ]]; then echo "[bench] $1: only $ok of $n requests answered 200" >&2; fi
+  p50[$1]=$a p99[$1]=$b
+  cpu[$1]=$(python3 -c "print((int('$after') - int('$before')) * 10 * 1000 / max(int('$n'), 1))")
+}
+measure direct-64 $stub_port chat-64.json
+measure nginx-64 $nginx_port chat-64.json "$(cat "$work/nginx.pid")"
+measure pass-64 $pass_port chat-64.json "$pass_pid"
+for size in 1024 4096 32768; do
+  measure direct-$size $stub_port chat-$size.json
+  measure scan-$size $scan_port chat-$size.json "$scan_pid"
+done
+rss_peak=$(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$scan_pid/status")
+
+# SSE time to first byte, median of 200.
+ttfb() { # port
+  local body='{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}'
+  for _ in $(seq 1 200); do
+    curl -s -N -o /dev/null -w '%{time_starttransfer}\n' -H 'content-type: application/json' -d "$body" \
+      "http://127.0.0.1:$1/v1/chat/completions"
+  done | sort -n | awk '{a[NR]=$1} END {printf "%.0f", a[int(NR/2)+1] * 1e6}'
+}
+ttfb_direct=$(ttfb $stub_port)
+ttfb_pass=$(ttfb $sse_pass_port)
+ttfb_hold=$(ttfb $scan_port)
+
+added() { python3 -c "print(f'{max(float(\"$1\") - float(\"$2\"), 0):.0f}')"; }
+echo
+echo "Sidecar benchmark: ${secs}s per run at $rate req/s, 16 keep-alive connections, same stub upstream"
+printf '%-28s %10s %10s %12s %12s %14s\n' path "p50 (us)" "p99 (us)" "added p50" "added p99" "CPU ms/1k req"
+row() { printf '%-28s %10.0f %10.0f %12s %12s %14s\n' "$1" "${p50[$2]}" "${p99[$2]}" "$(added "${p50[$2]}" "${p50[$3]}")" "$(added "${p99[$2]}" "${p99[$3]}")" "${4:-}"; }
+row "direct to stub" direct-64 direct-64 "-"
+row "nginx (floor)" nginx-64 direct-64 "${cpu[nginx-64]}"
+row "sidecar pass-through" pass-64 direct-64 "${cpu[pass-64]}"
+for size in 1024 4096 32768; do
+  row "sidecar strict, $((size / 1024)) KB prompt" scan-$size direct-$size "${cpu[scan-$size]}"
+done
+python3 - "${p99[nginx-64]}" "${p99[pass-64]}" "${p99[direct-64]}" "${p50[scan-4096]}" "${p50[direct-4096]}" "${p99[scan-4096]}" "${p99[direct-4096]}" <<'PY'
+import sys
+nginx, passthrough, direct, s50, d50, s99, d99 = map(float, sys.argv[1:])
+na, pa = max(nginx - direct, 1.0), max(passthrough - direct, 0.0)
+print(f"pass-through added p99: {pa:.0f} us = {pa / na:.2f} x nginx's {na:.0f} us (target <= 1.5)")
+print(f"4 KB full scan added: p50 {max(s50 - d50, 0):.0f} us (target <= 150), p99 {max(s99 - d99, 0):.0f} us (target <= 400)")
+PY
+echo "sidecar RSS: idle $rss_idle MiB (target <= 20), peak under load $rss_peak MiB (target <= 40)"
+echo "SSE time to first byte: direct $ttfb_direct us; passAndAlert +$(added "$ttfb_pass" "$ttfb_direct") us (target <= 200); holdback 4096 +$(added "$ttfb_hold" "$ttfb_direct") us (short answers are held to the end of the stream)"
