@@ -422,9 +422,14 @@ impl Proxy {
             policy: policy.clone(),
             instance: active.set.instance.clone(),
             enforce,
+            // Outbound requests come from the app in this very pod; inbound ones from elsewhere.
             source: SourceInfo {
-                pod: None,
-                namespace: None,
+                pod: (listener == Listener::Outbound)
+                    .then(|| self.settings.pod.name.clone())
+                    .flatten(),
+                namespace: (listener == Listener::Outbound)
+                    .then(|| self.settings.pod.namespace.clone())
+                    .flatten(),
                 ip: source_ip.to_string(),
                 address_groups: active.set.groups_of(source_ip),
             },
@@ -996,11 +1001,6 @@ impl Proxy {
         if detections.is_empty() && reason.is_none() && !include_benign {
             return;
         }
-        let mut source = ctx.source.clone();
-        if source.pod.is_none() {
-            source.pod = self.settings.pod.name.clone();
-            source.namespace = self.settings.pod.namespace.clone();
-        }
         let entry = Entry {
             report_id,
             tr_id: &ctx.tr_id,
@@ -1010,7 +1010,7 @@ impl Proxy {
             action: effective(action, ctx.enforce),
             enforced: ctx.enforce,
             detections,
-            source: &source,
+            source: &ctx.source,
             destination: &ctx.destination,
             latency,
             reason,
