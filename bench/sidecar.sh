@@ -91,7 +91,14 @@ for size in (64, 1024, 4096, 32768):
         json.dump(chat(size), f)
 PY
 
-cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# utime+stime of a process and its children processes (nginx's workers do its work).
+cpu_ticks() {
+  local total=0 pid
+  for pid in "$1" $(pgrep -P "$1" || true); do
+    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+  done
+  echo "$total"
+}
 # run <port> <body> -> "p50_us p99_us requests"
 run() {
   oha --no-tui --output-format json -z "${secs}s" -c 16 -q "$rate" -m POST -H 'content-type: application/json' \
@@ -107,7 +114,7 @@ measure() { # name port body pid
   read -r a b n ok <<<"$out"
   if [[ $ok != "$n" ]]; then echo "[bench] $1: only $ok of $n requests answered 200" >&2; fi
   p50[$1]=$a p99[$1]=$b
-  cpu[$1]=$(python3 -c "print((int('$after') - int('$before')) * 10 * 1000 / max(int('$n'), 1))")
+  cpu[$1]=$(python3 -c "print(f'{(int(\"$after\") - int(\"$before\")) * 10 * 1000 / max(int(\"$n\"), 1):.0f}')")
 }
 measure direct-64 $stub_port chat-64.json
 measure nginx-64 $nginx_port chat-64.json "$(cat "$work/nginx.pid")"

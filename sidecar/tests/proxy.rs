@@ -417,6 +417,26 @@ async fn a_forbidden_string_split_across_stream_chunks_is_caught_at_every_split(
 }
 
 #[tokio::test]
+async fn a_last_stream_frame_without_its_terminator_still_arrives() {
+    for mode in ["passAndAlert", "holdback", "buffer"] {
+        let set = PolicySet::standalone(spec_policy(json!({"streaming": {"mode": mode}})), true);
+        let h = start_with(set, |_| {}).await;
+        let resp = h
+            .http
+            .post(format!("http://{}/api/chat", h.addr))
+            .header("x-stub-unterminated", "1")
+            .header("x-stub-answer", "fine")
+            .body(json!({"model": "llama", "messages": [{"role": "user", "content": "hi"}]}).to_string())
+            .send()
+            .await
+            .unwrap();
+        let text = resp.text().await.unwrap();
+        assert!(text.contains("\"done\":true"), "{mode}: {text}");
+        assert!(text.contains("fine"), "{mode}: {text}");
+    }
+}
+
+#[tokio::test]
 async fn bad_input_gets_clear_errors() {
     let h = start("strict").await;
     let url = format!("http://{}/v1/chat/completions", h.addr);

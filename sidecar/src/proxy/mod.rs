@@ -1101,9 +1101,17 @@ impl Proxy {
             if stop.is_none()
                 && let Some(last) = parser.finish()
             {
+                // The last frame had no terminator; what its push releases goes out before the rest.
                 let step = scanner.push(&policy, last);
                 alerts.extend(step.alerts);
                 stop = step.stop;
+                if stop.is_none() {
+                    for bytes in step.release {
+                        if tx.send(Ok(bytes)).await.is_err() {
+                            break;
+                        }
+                    }
+                }
             }
             if stop.is_none() {
                 let step = scanner.finish(&policy);

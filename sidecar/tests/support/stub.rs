@@ -135,6 +135,7 @@ async fn handle(req: Request<Incoming>, last: Arc<Mutex<Last>>) -> Result<Respon
         return Ok(full(200, "application/json", v.to_string()));
     }
     let abort = req.headers().contains_key("x-stub-abort");
+    let unterminated = req.headers().contains_key("x-stub-unterminated");
     let forced = req
         .headers()
         .get("x-stub-answer")
@@ -212,6 +213,9 @@ async fn handle(req: Request<Incoming>, last: Arc<Mutex<Last>>) -> Result<Respon
                 })
                 .collect();
             frames.push(format!("{}\n", json!({"model": "llama", "done": true})));
+            if unterminated && let Some(last) = frames.last_mut() {
+                last.pop();
+            }
             streamed("application/x-ndjson", frames, false)
         }
         "/api/chat" => full(200, "application/json", json!({"model": "llama", "message": {"role": "assistant", "content": answer}, "done": true}).to_string()),
