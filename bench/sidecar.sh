@@ -21,7 +21,9 @@ cd "$root"
 secs=${BENCH_SECONDS:-10}
 rate=${BENCH_RATE:-1000}
 work=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; [[ -f $work/nginx.pid ]] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"' EXIT
+pids=()
+# The sidecars start in command substitutions, so `jobs` does not list them: their pids are kept in `pids`.
+trap 'kill $(jobs -p) "${pids[@]}" 2>/dev/null || true; [[ -f $work/nginx.pid ]] && kill "$(cat "$work/nginx.pid")" 2>/dev/null; rm -rf "$work"' EXIT
 
 . bench/lib.sh
 ensure_oha
@@ -71,6 +73,7 @@ start_sidecar() { # port admin profile
 pass_pid=$(start_sidecar $pass_port $((admin0 + 1)) "$work/empty.yaml")
 scan_pid=$(start_sidecar $scan_port $((admin0 + 2)) strict)
 sse_pid=$(start_sidecar $sse_pass_port $((admin0 + 3)) "$work/pass-alert.yaml")
+pids+=("$pass_pid" "$scan_pid" "$sse_pid")
 for port in $stub_port $nginx_port $pass_port $scan_port $sse_pass_port; do
   for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$port/_last" && break; sleep 0.1; done
 done
