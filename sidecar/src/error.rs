@@ -7,10 +7,6 @@ use crate::engine::EngineError;
 /// Everything that can make the sidecar fail.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The subcommand exists in the interface but is not built yet.
-    #[error("`airlock-sidecar {0}` is not implemented yet")]
-    NotImplemented(&'static str),
-
     /// A profile file could not be read.
     #[error("cannot read profile file {}", path.display())]
     ProfileRead {
@@ -82,7 +78,6 @@ impl Error {
     /// A short, low-cardinality label for failure metrics.
     pub fn metric_label(&self) -> &'static str {
         match self {
-            Error::NotImplemented(_) => "not_implemented",
             Error::ProfileRead { .. } => "profile_read",
             Error::ProfileYaml { .. } | Error::ProfileKind { .. } => "profile_parse",
             Error::ProfileInvalid { .. } => "profile_invalid",

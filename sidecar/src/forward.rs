@@ -46,7 +46,7 @@ use bytes::Bytes;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use http::{HeaderValue, StatusCode, Uri};
 use http_body_util::{BodyExt, Full, Limited};
-use hyper_rustls::{ConfigBuilderExt, HttpsConnector, HttpsConnectorBuilder};
+use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -441,30 +441,17 @@ fn http_client(target: &str) -> Result<HttpClient> {
         .build(https))
 }
 
-/// Trusts the system's root certificates, or Mozilla's (webpki-roots) where the image has none:
-/// hyper-rustls cannot merge the two sets without further dependencies. Cached because loading the
-/// system store reads files, and forwarders are rebuilt on every policy reload.
+/// The shared TLS settings ([`crate::tls::client_config`]: system and webpki roots). Cached because
+/// loading the system store reads files, and forwarders are rebuilt on every policy reload.
 fn tls_config(target: &str) -> Result<rustls::ClientConfig> {
     static TLS: OnceLock<rustls::ClientConfig> = OnceLock::new();
     if let Some(config) = TLS.get() {
         return Ok(config.clone());
     }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = || {
-        rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
-            .with_safe_default_protocol_versions()
-            .map_err(|error| Error::Forwarder {
-                target: target.to_owned(),
-                message: format!("TLS setup failed: {error}"),
-            })
-    };
-    let config = match builder()?.with_native_roots() {
-        Ok(roots) => roots.with_no_client_auth(),
-        Err(error) => {
-            tracing::info!(%error, "no system root certificates; HTTP forwarders trust webpki-roots");
-            builder()?.with_webpki_roots().with_no_client_auth()
-        }
-    };
+    let config = crate::tls::client_config(None).map_err(|error| Error::Forwarder {
+        target: target.to_owned(),
+        message: error.to_string(),
+    })?;
     Ok(TLS.get_or_init(|| config).clone())
 }
 
@@ -696,7 +683,7 @@ fn rfc3339_utc(time: SystemTime) -> String {
 
 /// Proleptic Gregorian (year, month, day) of a count of days since 1970-01-01 (Howard Hinnant's
 /// `civil_from_days`, for non-negative day counts).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
+pub(crate) fn civil_from_days(days: u64) -> (u64, u64, u64) {
     // Shift the epoch to 0000-03-01 so leap days fall at the end of a year.
     let days = days + 719_468;
     let era = days / 146_097;

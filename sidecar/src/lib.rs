@@ -16,6 +16,7 @@ pub mod routes;
 pub mod scan;
 pub mod stream;
 pub mod threatlog;
+pub mod tls;
 pub mod verdict;
 
 pub use error::{Error, Result};

@@ -225,14 +225,7 @@ fn scan_input(policy: &Policy, id: Value, input: Input) -> Reply {
             } else {
                 extract::request_texts(&body)
             };
-            let segments: Vec<Segment<'_>> = texts
-                .iter()
-                .map(|t| Segment {
-                    text: &t.text,
-                    source: t.source,
-                })
-                .collect();
-            let result = policy.engine.scan(&segments);
+            let result = scan_texts(policy, &texts);
             let verdict = decide(&policy.actions, &result);
             let masked = (verdict.action == Action::Mask)
                 .then(|| mask_body(policy, &mut body, &texts, &verdict, as_string));
@@ -243,8 +236,20 @@ fn scan_input(policy: &Policy, id: Value, input: Input) -> Reply {
     }
 }
 
+/// Scans the texts extracted from a body, one segment each.
+pub(crate) fn scan_texts(policy: &Policy, texts: &[Text]) -> crate::engine::ScanResult {
+    let segments: Vec<Segment<'_>> = texts
+        .iter()
+        .map(|t| Segment {
+            text: &t.text,
+            source: t.source,
+        })
+        .collect();
+    policy.engine.scan(&segments)
+}
+
 /// Replaces each string in `body` that holds a masked span with its masked text.
-fn mask_body(policy: &Policy, body: &mut Value, texts: &[Text], verdict: &Verdict, as_string: bool) -> Value {
+pub(crate) fn mask_in_place(policy: &Policy, body: &mut Value, texts: &[Text], verdict: &Verdict) {
     for (segment, text) in texts.iter().enumerate() {
         let spans: Vec<_> = verdict.to_mask().filter(|d| d.segment == segment).collect();
         if spans.is_empty() {
@@ -254,6 +259,11 @@ fn mask_body(policy: &Policy, body: &mut Value, texts: &[Text], verdict: &Verdic
             *slot = Value::String(policy.engine.mask(&text.text, &spans));
         }
     }
+}
+
+/// [`mask_in_place`], returning the body in the form it was given (object or string).
+fn mask_body(policy: &Policy, body: &mut Value, texts: &[Text], verdict: &Verdict, as_string: bool) -> Value {
+    mask_in_place(policy, body, texts, verdict);
     if as_string {
         Value::String(body.to_string())
     } else {

@@ -28,13 +28,14 @@ use hyper::body::Incoming;
 use serde_json::Value;
 
 use crate::admin::{Metrics, ReasonLabels, RequestLabels, VerdictLabels};
-use crate::engine::{ScanResult, Segment, Source};
+use crate::engine::{ScanResult, Source};
 use crate::extract::{self, Text};
 use crate::forward::Forwarders;
 use crate::limits::{LimitConfig, Limited, Limiter, StreamPermit, estimate_tokens};
 use crate::policyset::PolicySet;
 use crate::profile::Policy;
 use crate::routes::{Routes, Upstream};
+use crate::scan::{mask_in_place, scan_texts};
 use crate::stream::{Frame, FrameParser, Framing, StreamMode, StreamScanner};
 use crate::threatlog::{self, DestinationInfo, Direction, Entry, Ids, SourceInfo};
 use crate::verdict::{Action, Decided, Verdict, decide};
@@ -442,33 +443,19 @@ impl Proxy {
         };
 
         if rule_action == DetectionAction::Block {
-            let report_id = self.ids.next();
             let message = format!(
                 "blocked by rule `{}` of instance `{}`",
                 rule.as_deref().unwrap_or("?"),
                 active.set.instance
             );
-            self.log_verdict(
-                &ctx,
-                &report_id,
-                Direction::Prompt,
-                Action::Block,
-                &[],
-                started.elapsed(),
-                Some(&message),
-                None,
-            );
+            let refusal = self.refuse_prompt(&ctx, "policy", &message, started);
             if enforce {
-                return json_error(
-                    StatusCode::FORBIDDEN,
-                    "airlock_blocked",
-                    "policy",
-                    &message,
-                    Some(&report_id),
-                );
+                return refusal;
             }
         }
 
+        // Extracted once: the limits count its tokens and the scan reads it.
+        let mut texts = prompt_texts(json.as_ref(), &body);
         let limiter = active.limiter(&policy.name).cloned();
         let mut body = body;
         let mut stream_permit: Option<StreamPermit> = None;
@@ -480,14 +467,19 @@ impl Proxy {
                 peer,
                 &parts.headers,
                 v,
-                &body,
+                body.len(),
+                texts.iter().map(|t| estimate_tokens(&t.text)).sum(),
                 streaming_requested,
                 started,
             ) {
                 Ok((changed, permit)) => {
                     stream_permit = permit;
-                    if changed && enforce {
-                        body = Bytes::from(serde_json::to_vec(v).unwrap_or_else(|_| body.to_vec()));
+                    if changed {
+                        // The cap may have replaced a string field; the scan must see the body as sent.
+                        texts = prompt_texts(Some(v), &body);
+                        if enforce {
+                            body = Bytes::from(serde_json::to_vec(v).unwrap_or_else(|_| body.to_vec()));
+                        }
                     }
                 }
                 Err(refusal) => {
@@ -502,36 +494,10 @@ impl Proxy {
         let unknown_policy = policy.spec.unknown_apis;
         let skip_scan = !api.known() && unknown_policy == UnknownApis::Pass;
         if !api.known() && unknown_policy == UnknownApis::Block && enforce && parts.method != Method::GET {
-            let report_id = self.ids.next();
             let message = format!("{path} is not a recognised LLM API and the profile blocks unknown APIs");
-            self.log_verdict(
-                &ctx,
-                &report_id,
-                Direction::Prompt,
-                Action::Block,
-                &[],
-                started.elapsed(),
-                Some(&message),
-                None,
-            );
-            return json_error(
-                StatusCode::FORBIDDEN,
-                "airlock_blocked",
-                "unknown_api",
-                &message,
-                Some(&report_id),
-            );
+            return self.refuse_prompt(&ctx, "unknown_api", &message, started);
         }
         if !skip_scan && !body.is_empty() {
-            let texts = match &json {
-                Some(v) if api.known() => extract::request_texts(v).texts,
-                Some(v) => extract::request_texts(v).texts,
-                None => vec![Text {
-                    text: String::from_utf8_lossy(&body).into_owned(),
-                    source: Source::Unknown,
-                    pointer: String::new(),
-                }],
-            };
             let outcome = self.scan(&policy, &texts).await;
             let report_id = self.ids.next();
             match outcome {
@@ -574,7 +540,7 @@ impl Proxy {
                         Action::Mask => {
                             body = match json.as_mut() {
                                 Some(v) => {
-                                    mask_json(&policy, v, &texts, &verdict);
+                                    mask_in_place(&policy, v, &texts, &verdict);
                                     Bytes::from(serde_json::to_vec(v).unwrap_or_default())
                                 }
                                 None => {
@@ -776,7 +742,7 @@ impl Proxy {
                         Action::Mask => {
                             out = match parsed {
                                 Some(mut v) => {
-                                    mask_json(&policy, &mut v, &texts, &verdict);
+                                    mask_in_place(&policy, &mut v, &texts, &verdict);
                                     Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
                                 }
                                 None => {
@@ -806,6 +772,34 @@ impl Proxy {
         Response::from_parts(resp_parts, full(out))
     }
 
+    /// Logs a prompt refused before scanning (by a rule or the unknown-API setting) and answers 403.
+    fn refuse_prompt(
+        &self,
+        ctx: &LogContext,
+        code: &str,
+        message: &str,
+        started: Instant,
+    ) -> Response<ProxyBody> {
+        let report_id = self.ids.next();
+        self.log_verdict(
+            ctx,
+            &report_id,
+            Direction::Prompt,
+            Action::Block,
+            &[],
+            started.elapsed(),
+            Some(message),
+            None,
+        );
+        json_error(
+            StatusCode::FORBIDDEN,
+            "airlock_blocked",
+            code,
+            message,
+            Some(&report_id),
+        )
+    }
+
     /// Size caps, the output-token cap, rate limits and the stream slot. `Ok((body changed, permit))`.
     #[allow(clippy::too_many_arguments)]
     fn apply_limits(
@@ -815,17 +809,13 @@ impl Proxy {
         peer: SocketAddr,
         headers: &HeaderMap,
         body: &mut Value,
-        raw: &Bytes,
+        body_bytes: usize,
+        prompt_tokens: u64,
         streaming: bool,
         started: Instant,
     ) -> Result<(bool, Option<StreamPermit>), Refusal> {
         let config = limiter.config();
         let caller = config.caller_key(peer, headers);
-        let prompt_tokens: u64 = extract::request_texts(body)
-            .texts
-            .iter()
-            .map(|t| estimate_tokens(&t.text))
-            .sum();
         let refuse = |limited: Limited, status: StatusCode| {
             self.metrics
                 .limited
@@ -868,7 +858,7 @@ impl Proxy {
             }
         };
         let alert_only = config.alert_only;
-        if let Err(limited) = config.check_size(raw.len(), prompt_tokens) {
+        if let Err(limited) = config.check_size(body_bytes, prompt_tokens) {
             let r = refuse(limited, StatusCode::FORBIDDEN);
             if !alert_only {
                 return Err(r);
@@ -1285,26 +1275,16 @@ fn requested_output_tokens(body: &Value) -> u64 {
     .unwrap_or(0)
 }
 
-fn scan_texts(policy: &Policy, texts: &[Text]) -> ScanResult {
-    let segments: Vec<Segment<'_>> = texts
-        .iter()
-        .map(|t| Segment {
-            text: &t.text,
-            source: t.source,
-        })
-        .collect();
-    policy.engine.scan(&segments)
-}
-
-fn mask_json(policy: &Policy, body: &mut Value, texts: &[Text], verdict: &Verdict) {
-    for (segment, text) in texts.iter().enumerate() {
-        let spans: Vec<_> = verdict.to_mask().filter(|d| d.segment == segment).collect();
-        if spans.is_empty() {
-            continue;
-        }
-        if let Some(slot) = body.pointer_mut(&text.pointer) {
-            *slot = Value::String(policy.engine.mask(&text.text, &spans));
-        }
+/// The texts of a request: every string of a JSON body, or the whole body as text.
+fn prompt_texts(json: Option<&Value>, body: &Bytes) -> Vec<Text> {
+    match json {
+        Some(v) => extract::request_texts(v).texts,
+        None if body.is_empty() => Vec::new(),
+        None => vec![Text {
+            text: String::from_utf8_lossy(body).into_owned(),
+            source: Source::Unknown,
+            pointer: String::new(),
+        }],
     }
 }
 
