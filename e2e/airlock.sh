@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Runs Airlock (operator and webhook) next to a local control plane started by e2e/controlplane/up.sh, the
-# way the Helm chart runs it in a cluster — except that simulated nodes run no containers, so the processes
-# run here and the webhook configurations use a URL instead of a Service.
+# Installs Airlock with its Helm chart into a local control plane started by e2e/controlplane/up.sh, and
+# runs the operator and the webhook. Simulated nodes run no containers: the chart's Deployments become
+# (simulated) running pods, while the real processes run here, bound to the chart's RBAC through the
+# development values in e2e/values-local.yaml, and the webhook configurations use a URL instead of the
+# Service.
 #
-#   e2e/airlock.sh start              [state dir]  build, install the CRDs, start 2 operators and the webhook
+#   e2e/airlock.sh start              [state dir]  build, helm install the chart, start 2 operators and the webhook
 #   e2e/airlock.sh stop               [state dir]  stop them and remove the webhook configurations
+#   e2e/airlock.sh helm-install       [state dir]  (re)install the chart with the local values
 #   e2e/airlock.sh operator-start N   [state dir]  (re)start operator replica N (1 or 2)
 #   e2e/airlock.sh webhook-start|webhook-stop [state dir]
 #
 # Each component runs as its own identity (client certificates `airlock-operator`, `airlock-webhook`) with
-# the least-privilege RBAC of docs/operator.md, not as an administrator. The operator (leader-elected, two
+# the chart's least-privilege RBAC (docs/operator.md), not as an administrator. The operator (leader-elected, two
 # replicas) generates the webhook's CA and serving certificate into the Secret airlock-system/
 # airlock-webhook-tls, mirrors them to $dir/pki/webhook for the webhook process (a pod would mount the
 # Secret), and installs and repairs the webhook configurations.
@@ -57,8 +60,18 @@ client_identity() {
   "$bin/kubectl" config --kubeconfig="$kc" use-context local >/dev/null
 }
 
-rbac() {
-  kubectl apply --server-side --field-manager=airlock -f "$here/rbac.yaml" >/dev/null
+helm() { "$bin/helm" --kubeconfig "$dir/kubeconfig" "$@"; }
+
+# The chart, with the development values that bind its RBAC to the local processes. --wait: until the
+# operator's and the webhook's Deployments are available (kwok runs their pods).
+helm_install() {
+  helm upgrade --install airlock "$root/charts/airlock" --namespace airlock-system --create-namespace \
+    -f "$here/values-local.yaml" --set development.webhookURL="https://127.0.0.1:$webhook_port" \
+    --wait --timeout 120s "$@" >"$dir/logs/helm.log" 2>&1 || {
+    log "helm install failed:"
+    cat "$dir/logs/helm.log" >&2
+    exit 1
+  }
 }
 
 wait_ready() { # name, url, pid file, log file
@@ -80,7 +93,7 @@ operator_start() {
     "$target/airlock-operator" --identity "airlock-operator-$n" \
     --admin-addr "127.0.0.1:$((base + 11 + n))" \
     --webhook-url "https://127.0.0.1:$webhook_port" --cert-dir "$dir/pki/webhook" \
-    --cert-extra-san 127.0.0.1,localhost \
+    --cert-extra-san 127.0.0.1,localhost --owner-cluster-role airlock-operator \
     >>"$dir/logs/airlock-operator-$n.log" 2>&1 </dev/null &
   echo $! >"$pidf"
   wait_ready "operator $n" "http://127.0.0.1:$((base + 11 + n))/ready" "$pidf" "$dir/logs/airlock-operator-$n.log"
@@ -112,12 +125,10 @@ stop_pid() {
 case "$cmd" in
   start)
     (cd "$root" && cargo build -q -p airlock-webhook --bin airlock-webhook -p airlock-operator \
-      --bin airlock-operator -p airlock-crds --bin crdgen)
+      --bin airlock-operator)
     mkdir -p "$dir/pids" "$dir/logs" "$dir/pki/webhook"
-    # CRDs go in with server-side apply, as the chart's install does.
-    "$target/crdgen" --plain | kubectl apply --server-side --field-manager=airlock -f - >/dev/null
+    helm_install
     kubectl wait --for=condition=Established --timeout=60s crd -l app.kubernetes.io/part-of=airlock >/dev/null
-    rbac
     client_identity airlock-operator
     client_identity airlock-webhook
     operator_start 1
@@ -154,11 +165,12 @@ case "$cmd" in
     kubectl delete validatingwebhookconfiguration airlock-validator --ignore-not-found >/dev/null 2>&1 || true
     stop_pid "$dir/pids/airlock-webhook.pid"
     ;;
+  helm-install) helm_install ;;
   operator-start) operator_start "$replica" ;;
   webhook-start) webhook_start ;;
   webhook-stop) stop_pid "$dir/pids/airlock-webhook.pid" ;;
   *)
-    echo "usage: $0 start|stop|operator-start N|webhook-start|webhook-stop [state dir]" >&2
+    echo "usage: $0 start|stop|helm-install|operator-start N|webhook-start|webhook-stop [state dir]" >&2
     exit 2
     ;;
 esac

@@ -94,4 +94,5 @@ fn spawn_leader_tasks(ctx: &Arc<Context>, tasks: &mut JoinSet<()>) {
     tasks.spawn(controllers::group::run_status_writer(ctx.clone()));
     tasks.spawn(controllers::instance::run(ctx.clone()));
     tasks.spawn(controllers::admission::run(ctx.clone()));
+    tasks.spawn(controllers::backstop::run(ctx.clone()));
 }

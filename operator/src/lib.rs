@@ -87,6 +87,36 @@ pub struct Args {
     #[arg(long, env = "AIRLOCK_WEBHOOK_URL")]
     pub webhook_url: Option<String>,
 
+    /// `failurePolicy` of the sidecar-injection webhook. `Ignore` (the default) lets pods start while the
+    /// webhook is unreachable; they run without the sidecar and are reported as drift.
+    #[arg(long, env = "AIRLOCK_MUTATE_FAILURE_POLICY", value_enum, default_value_t = webhooks::FailurePolicy::Ignore)]
+    pub mutate_failure_policy: webhooks::FailurePolicy,
+
+    /// `failurePolicy` of the validating webhooks. `Fail` (the default) keeps unprotected model servers
+    /// out while the webhook is unreachable.
+    #[arg(long, env = "AIRLOCK_VALIDATE_FAILURE_POLICY", value_enum, default_value_t = webhooks::FailurePolicy::Fail)]
+    pub validate_failure_policy: webhooks::FailurePolicy,
+
+    /// `timeoutSeconds` of every webhook (1–30).
+    #[arg(long, env = "AIRLOCK_WEBHOOK_TIMEOUT_SECONDS", default_value_t = webhooks::WebhookConfig::DEFAULT_TIMEOUT_SECONDS,
+          value_parser = clap::value_parser!(i32).range(1..=30))]
+    pub webhook_timeout_seconds: i32,
+
+    /// The ClusterRole (installed with the operator) that owns the webhook configurations: deleting it, as
+    /// `helm uninstall` does, makes the garbage collector delete them, and the operator never recreates
+    /// them while it is gone. Without it the configurations have no owner.
+    #[arg(long, env = "AIRLOCK_OWNER_CLUSTER_ROLE")]
+    pub owner_cluster_role: Option<String>,
+
+    /// The ConfigMap (in `--namespace`) through which the `ValidatingAdmissionPolicy` backstop learns the
+    /// namespaces where an instance exempts a workload; empty to not write it.
+    #[arg(
+        long,
+        env = "AIRLOCK_BACKSTOP_EXEMPTIONS",
+        default_value = "airlock-backstop-exemptions"
+    )]
+    pub backstop_exemptions: String,
+
     /// Whether the operator creates and repairs Airlock's webhook configurations.
     #[arg(long, env = "AIRLOCK_MANAGE_WEBHOOKS", default_value_t = true, action = clap::ArgAction::Set)]
     pub manage_webhooks: bool,

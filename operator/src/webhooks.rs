@@ -16,7 +16,9 @@ use k8s_openapi::api::admissionregistration::v1::{
     MatchCondition, MutatingWebhook, MutatingWebhookConfiguration, RuleWithOperations, ServiceReference,
     ValidatingWebhook, ValidatingWebhookConfiguration, WebhookClientConfig,
 };
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, LabelSelectorRequirement, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+    LabelSelector, LabelSelectorRequirement, ObjectMeta, OwnerReference,
+};
 
 /// Name of the mutating configuration.
 pub const MUTATING_CONFIGURATION: &str = "airlock-sidecar-injector";
@@ -90,11 +92,13 @@ impl ClientTarget {
 }
 
 /// What the API server does when it cannot reach a webhook.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum FailurePolicy {
     /// Admit the object.
+    #[value(name = "Ignore")]
     Ignore,
     /// Reject the object.
+    #[value(name = "Fail")]
     Fail,
 }
 
@@ -109,7 +113,7 @@ impl FailurePolicy {
 }
 
 /// What varies between installations of the webhook configurations.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WebhookConfig {
     /// Where admission requests go.
     pub client: ClientTarget,
@@ -124,6 +128,10 @@ pub struct WebhookConfig {
     pub validate_failure_policy: FailurePolicy,
     /// How long the API server waits for an answer.
     pub timeout_seconds: i32,
+    /// The cluster-scoped object the configurations belong to (the operator's ClusterRole, installed by
+    /// the Helm chart): when it is deleted, as `helm uninstall` does, the garbage collector deletes the
+    /// configurations too, so no webhook is left behind to block the cluster.
+    pub owner: Option<OwnerReference>,
 }
 
 impl WebhookConfig {
@@ -139,6 +147,7 @@ impl WebhookConfig {
             mutate_failure_policy: FailurePolicy::Ignore,
             validate_failure_policy: FailurePolicy::Fail,
             timeout_seconds: Self::DEFAULT_TIMEOUT_SECONDS,
+            owner: None,
         }
     }
 
@@ -157,7 +166,7 @@ impl WebhookConfig {
 /// The desired `airlock-sidecar-injector` configuration.
 pub fn mutating(cfg: &WebhookConfig) -> MutatingWebhookConfiguration {
     MutatingWebhookConfiguration {
-        metadata: metadata(MUTATING_CONFIGURATION),
+        metadata: metadata(MUTATING_CONFIGURATION, cfg.owner.as_ref()),
         webhooks: Some(vec![MutatingWebhook {
             name: INJECT_WEBHOOK.to_owned(),
             client_config: cfg.client.client_config(MUTATE_PATH, &cfg.ca_bundle),
@@ -180,7 +189,7 @@ pub fn validating(cfg: &WebhookConfig) -> ValidatingWebhookConfiguration {
     let create_update = &["CREATE", "UPDATE"];
     let failure_policy = Some(cfg.validate_failure_policy.as_str().to_owned());
     ValidatingWebhookConfiguration {
-        metadata: metadata(VALIDATING_CONFIGURATION),
+        metadata: metadata(VALIDATING_CONFIGURATION, cfg.owner.as_ref()),
         webhooks: Some(vec![
             ValidatingWebhook {
                 name: WORKLOADS_WEBHOOK.to_owned(),
@@ -234,9 +243,10 @@ pub fn validating(cfg: &WebhookConfig) -> ValidatingWebhookConfiguration {
     }
 }
 
-fn metadata(name: &str) -> ObjectMeta {
+fn metadata(name: &str, owner: Option<&OwnerReference>) -> ObjectMeta {
     ObjectMeta {
         name: Some(name.to_owned()),
+        owner_references: owner.map(|owner| vec![owner.clone()]),
         labels: Some(
             LABELS
                 .iter()
@@ -295,6 +305,8 @@ pub enum DriftReason {
     },
     /// One of Airlock's labels is gone or has another value.
     Labels,
+    /// The reference to the object the configuration belongs to is gone (or names another object).
+    Owner,
 }
 
 impl DriftReason {
@@ -315,6 +327,7 @@ impl fmt::Display for DriftReason {
             DriftReason::WebhookExtra { webhook } => write!(f, "unexpected webhook {webhook}"),
             DriftReason::Changed { webhook, field } => write!(f, "webhook {webhook}: {field} changed"),
             DriftReason::Labels => f.write_str("labels changed"),
+            DriftReason::Owner => f.write_str("owner reference changed"),
         }
     }
 }
@@ -368,7 +381,16 @@ pub fn drift<C: WebhookConfiguration>(actual: Option<&C>, desired: &C) -> Option
         .iter()
         .flatten()
         .all(|(key, value)| have_labels.and_then(|labels| labels.get(key)) == Some(value));
-    (!labels_kept).then_some(DriftReason::Labels)
+    if !labels_kept {
+        return Some(DriftReason::Labels);
+    }
+    let have_owners = actual.meta().owner_references.as_deref().unwrap_or_default();
+    let owners_kept = desired.meta().owner_references.iter().flatten().all(|want| {
+        have_owners
+            .iter()
+            .any(|have| have.uid == want.uid && have.kind == want.kind)
+    });
+    (!owners_kept).then_some(DriftReason::Owner)
 }
 
 mod sealed {
@@ -1056,5 +1078,53 @@ webhooks:
             .unwrap()
             .remove("app.kubernetes.io/managed-by");
         assert_eq!(drift(Some(&actual), &desired), Some(DriftReason::Labels));
+    }
+
+    fn owned() -> WebhookConfig {
+        WebhookConfig {
+            owner: Some(OwnerReference {
+                api_version: "rbac.authorization.k8s.io/v1".to_owned(),
+                kind: "ClusterRole".to_owned(),
+                name: "airlock-operator".to_owned(),
+                uid: "0b7d1c2e-0000-4000-8000-000000000001".to_owned(),
+                ..OwnerReference::default()
+            }),
+            ..in_cluster()
+        }
+    }
+
+    #[test]
+    fn configurations_belong_to_the_owner_so_uninstalling_removes_them() {
+        let desired = mutating(&owned());
+        let owners = desired.metadata.owner_references.as_deref().unwrap();
+        assert_eq!(owners.len(), 1);
+        assert_eq!(owners[0].kind, "ClusterRole");
+        assert_eq!(
+            validating(&owned()).metadata.owner_references.as_deref(),
+            Some(owners)
+        );
+        assert_eq!(mutating(&in_cluster()).metadata.owner_references, None);
+    }
+
+    #[test]
+    fn lost_owner_reference_is_drift_but_an_added_one_is_not() {
+        let desired = validating(&owned());
+        let mut actual: ValidatingWebhookConfiguration = yaml(DEFAULTED_VALIDATING);
+        assert_eq!(drift(Some(&actual), &desired), Some(DriftReason::Owner));
+        actual.metadata.owner_references = desired.metadata.owner_references.clone();
+        assert_eq!(drift(Some(&actual), &desired), None);
+        // Someone else's owner reference beside ours does not matter; ours pointing elsewhere does.
+        let mut other = actual.metadata.owner_references.clone().unwrap()[0].clone();
+        other.uid = "another".to_owned();
+        actual
+            .metadata
+            .owner_references
+            .as_mut()
+            .unwrap()
+            .push(other.clone());
+        assert_eq!(drift(Some(&actual), &desired), None);
+        actual.metadata.owner_references = Some(vec![other]);
+        assert_eq!(drift(Some(&actual), &desired), Some(DriftReason::Owner));
+        assert_eq!(drift(Some(&actual), &validating(&in_cluster())), None);
     }
 }

@@ -682,3 +682,57 @@ fn strong_image_patterns_match_the_fixture_images_they_name() {
         assert!(!patterns.iter().any(|p| image.contains(p)), "{image}");
     }
 }
+
+/// The chart's `ValidatingAdmissionPolicy` backstop carries the same image patterns as the webhook, and
+/// every image it would deny is one the webhook also treats as a (strong) model server — so with the
+/// webhook up, the backstop never rejects what the webhook would admit for that reason.
+#[test]
+fn the_backstop_policy_in_the_chart_lists_exactly_the_strong_image_patterns() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../charts/airlock/templates/backstop.yaml"
+    );
+    let text = std::fs::read_to_string(path).unwrap();
+    let start = text
+        .find("variables.images.filter(i, [")
+        .expect("the pattern list");
+    let end = start
+        + text[start..]
+            .find("].exists(p, i.contains(p))")
+            .expect("the list's end");
+    let listed: Vec<&str> = text[start..end]
+        .lines()
+        .skip(1)
+        .map(|line| line.trim().trim_end_matches(',').trim_matches('"'))
+        .filter(|p| !p.is_empty())
+        .collect();
+    assert_eq!(
+        listed,
+        fingerprint::strong_image_patterns(),
+        "update charts/airlock/templates/backstop.yaml"
+    );
+    for pattern in fingerprint::strong_image_patterns() {
+        // An image reference built around the pattern, as a registry mirror might spell it.
+        let prefix = if pattern.starts_with('/') {
+            "mirror.example.com/team"
+        } else {
+            "mirror.example.com/"
+        };
+        let suffix = match (pattern.ends_with(':'), pattern.contains(':')) {
+            (true, _) => "1.0",
+            (false, true) => "",
+            (false, false) => ":1.0",
+        };
+        let image = format!("{prefix}{pattern}{suffix}");
+        assert!(image.contains(pattern));
+        let pod: k8s_openapi::api::core::v1::PodSpec = serde_json::from_value(serde_json::json!({
+            "containers": [{ "name": "server", "image": image }]
+        }))
+        .unwrap();
+        let found = fingerprint::detect(&Default::default(), &pod, &[]);
+        assert!(
+            found.is_some_and(|m| m.strong),
+            "{image} is a strong model server for the webhook"
+        );
+    }
+}

@@ -18,6 +18,8 @@ use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingWebhookConfiguration,
 };
 use k8s_openapi::api::core::v1::{ObjectReference, Secret};
+use k8s_openapi::api::rbac::v1::ClusterRole;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Patch, PatchParams};
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -155,7 +157,22 @@ async fn reconcile(ctx: &Context, cert_config: &CertConfig, installed: bool) -> 
                 port: ctx.args.webhook_port,
             },
         };
-        let config = WebhookConfig::new(client, bundle, &ctx.args.namespace);
+        let mut config = WebhookConfig::new(client, bundle, &ctx.args.namespace);
+        config.mutate_failure_policy = ctx.args.mutate_failure_policy;
+        config.validate_failure_policy = ctx.args.validate_failure_policy;
+        config.timeout_seconds = ctx.args.webhook_timeout_seconds;
+        if let Some(role) = &ctx.args.owner_cluster_role {
+            let roles: Api<ClusterRole> = Api::all(ctx.client.clone());
+            let Some(owner) = roles.get_opt(role).await? else {
+                // The chart installs this ClusterRole with the operator; without it Airlock is being
+                // uninstalled (or was never installed properly), and a recreated configuration would
+                // outlive the webhook it points at.
+                tracing::warn!(cluster_role = %role, "the ClusterRole that owns Airlock's webhook configurations \
+                    does not exist; not installing or repairing them (is Airlock being uninstalled?)");
+                return Ok(IDLE_CHECK);
+            };
+            config.owner = owner_reference(&owner);
+        }
         repair(
             ctx,
             &Api::all(ctx.client.clone()),
@@ -186,6 +203,18 @@ async fn reconcile(ctx: &Context, cert_config: &CertConfig, installed: bool) -> 
         mirror(dir, &prepared.data).await?;
     }
     Ok(prepared.next)
+}
+
+/// A reference to `owner` for its dependents; `None` when it has no uid (not read from the API server).
+fn owner_reference(owner: &ClusterRole) -> Option<OwnerReference> {
+    Some(OwnerReference {
+        api_version: "rbac.authorization.k8s.io/v1".to_owned(),
+        kind: "ClusterRole".to_owned(),
+        name: owner.metadata.name.clone()?,
+        uid: owner.metadata.uid.clone()?,
+        block_owner_deletion: None,
+        controller: None,
+    })
 }
 
 /// The certificate material to use, and the Secret to write when it changed.

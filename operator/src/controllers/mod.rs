@@ -4,9 +4,11 @@
 //! - [`coverage`]: what an `AIRuntimeInstance` protects (pure);
 //! - [`instance`]: the `AISecurityProfile` and `AIRuntimeInstance` reconcilers (validation, policy
 //!   delivery, coverage status, events, finalizer);
-//! - [`admission`]: the webhook's certificates and Airlock's webhook configurations.
+//! - [`admission`]: the webhook's certificates and Airlock's webhook configurations;
+//! - [`backstop`]: the exemptions the `ValidatingAdmissionPolicy` backstop reads.
 
 pub mod admission;
+pub mod backstop;
 pub mod coverage;
 pub mod group;
 pub mod instance;
