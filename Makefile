@@ -49,7 +49,7 @@ bench:
 	bench/operator.sh
 	bench/sidecar.sh
 
-## crds: regenerate the chart's CRD YAML from the Rust types.
+## crds: regenerate the chart's CRD YAML and docs/reference.md from the Rust types.
 crds:
 	$(CARGO) run -q -p airlock-crds --bin crdgen
 

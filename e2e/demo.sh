@@ -5,7 +5,8 @@
 # so the sidecar runs locally with the very policy bundle the operator wrote for the model servers, in
 # front of a stub model server. Stops everything at the end unless AIRLOCK_DEMO_KEEP=1.
 #
-# TODO(issue 7): install through Helm and end with `kubectl airlock status`.
+# Airlock goes in with its Helm chart (charts/airlock). The chart's Deployments run as simulated pods; the
+# operator and webhook processes run on this machine, bound to the chart's RBAC (e2e/values-local.yaml).
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -29,11 +30,14 @@ export KUBECONFIG=$(e2e/controlplane/up.sh)
 show kubectl version
 show kubectl get nodes
 
-step "Installing Airlock: CRDs, the operator (2 replicas, run locally) and the admission webhook"
+step "Installing Airlock with Helm: CRDs, the operator (2 replicas), the admission webhook (2 replicas), the backstop policy"
+echo "$ helm install airlock charts/airlock --namespace airlock-system --create-namespace -f e2e/values-local.yaml --wait"
 e2e/airlock.sh start "$AIRLOCK_ENV_DIR"
+show helm list -n airlock-system
+show kubectl get deployments,pods -n airlock-system
 show kubectl api-resources --api-group=airlock.dev
 echo "(the operator generated the webhook's certificate and registered both webhook configurations)"
-show kubectl get mutatingwebhookconfigurations,validatingwebhookconfigurations -l app.kubernetes.io/part-of=airlock
+show kubectl get mutatingwebhookconfigurations,validatingwebhookconfigurations,validatingadmissionpolicies -l app.kubernetes.io/part-of=airlock
 show kubectl get lease,secret -n airlock-system
 
 step "The CRDs document themselves"
@@ -67,6 +71,19 @@ spec:
   containers: [{name: web, image: nginx:1.27}]
 APP
 echo "(an ordinary app in the same namespace is admitted untouched)"
+
+step "With the webhook down, the ValidatingAdmissionPolicy backstop still keeps unprotected model servers out"
+e2e/airlock.sh webhook-stop "$AIRLOCK_ENV_DIR"
+echo "(the webhook process is stopped)"
+echo "$ kubectl run -n sandbox llm --image=vllm/vllm-openai:v0.9.1"
+if out=$(kubectl run -n sandbox llm --image=vllm/vllm-openai:v0.9.1 2>&1); then
+  echo "unexpected: an unprotected model server was admitted while the webhook was down" >&2
+  exit 1
+fi
+echo "$out"
+[[ "$out" == *airlock-backstop* ]] || { echo "unexpected: not denied by the backstop policy" >&2; exit 1; }
+e2e/airlock.sh webhook-start "$AIRLOCK_ENV_DIR"
+echo "(the webhook is back)"
 
 step "The operator's view: profiles, instances and address groups with live status"
 # Status follows within a second; give the instance's coverage pass a moment after the rollout.
@@ -132,11 +149,19 @@ BAD
 fi
 echo "$out"
 
+step "Coverage at a glance: kubectl airlock status (the kubectl-airlock plugin)"
+cargo build -q -p kubectl-airlock --bin kubectl-airlock
+# kubectl finds plugins on PATH by name.
+export PATH="${CARGO_TARGET_DIR:-$root/target}/debug:$PATH"
+show kubectl airlock status
+status_json=$(kubectl airlock status -o json)
+[[ "$status_json" == *'"name": "models"'* ]] || { echo "unexpected: kubectl airlock status does not list the instance models" >&2; exit 1; }
+
 step "Summary"
 echo "control plane: $(kubectl version -o json | sed -n 's/.*"gitVersion": "\([^"]*\)".*/\1/p' | tail -n1) with $(kubectl get nodes --no-headers | wc -l) simulated nodes"
 echo "Airlock objects: $(kubectl get airlock --no-headers 2>/dev/null | wc -l)"
 echo "models/llm: $(kubectl get pods -n models -l app=llm --no-headers | wc -l) pods, each with the airlock-sidecar"
-echo "sandbox/llm: rejected (unprotected model server)"
+echo "sandbox/llm: rejected (unprotected model server), by the webhook and, while it was down, by the backstop policy"
 echo "sidecar: benign prompt answered (200), injection blocked (403, airlock_blocked/injection)"
 echo "instance models: $(kubectl get airi models -o jsonpath='{.status.injectedPods} injected pods, {.status.unprotectedModelServers} unprotected model servers')"
 if [[ "${AIRLOCK_DEMO_KEEP:-0}" == 1 ]]; then

@@ -12,7 +12,8 @@ export AIRLOCK_PORT_BASE=${AIRLOCK_E2E_PORT_BASE:-16540}
 bin=$(e2e/controlplane/build.sh)
 # Compile the tests before the cluster starts, so the cluster's lifetime is spent testing.
 cargo test -p airlock-e2e --no-run
-cargo build -p airlock-webhook --bin airlock-webhook -p airlock-operator --bin airlock-operator -p airlock-crds --bin crdgen
+cargo build -p airlock-webhook --bin airlock-webhook -p airlock-operator --bin airlock-operator -p airlock-crds --bin crdgen \
+  -p kubectl-airlock --bin kubectl-airlock
 
 on_exit() {
   status=$?

@@ -1,9 +1,9 @@
-//! Errors of the CRD generator (`crdgen`) and of reading a policy bundle. The CRD types themselves
-//! cannot fail.
+//! Errors of the generator (`crdgen`: the chart's CRD YAML and the configuration reference) and of
+//! reading a policy bundle. The CRD types themselves cannot fail.
 
 use std::path::PathBuf;
 
-/// What can go wrong while generating or checking the CRD YAML.
+/// What can go wrong while generating or checking the CRD YAML and the reference, or reading a bundle.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A CRD could not be serialised to YAML.
@@ -35,11 +35,15 @@ pub enum Error {
         source: std::io::Error,
     },
 
-    /// The checked-in file differs from what the generator produces.
-    #[error("{} is out of date; run `cargo run -p airlock-crds --bin crdgen`", path.display())]
+    /// Checked-in generated files are missing or differ from what the generator produces.
+    #[error(
+        "{} out of date with the CRD types; run `make crds` (or `cargo run -p airlock-crds --bin crdgen`) \
+         and commit the result",
+        stale_subject(paths)
+    )]
     Stale {
-        /// The checked-in file.
-        path: PathBuf,
+        /// The stale files, relative to the workspace root.
+        paths: Vec<PathBuf>,
     },
 
     /// `crdgen` was called with arguments it does not understand.
@@ -65,6 +69,16 @@ pub enum Error {
         /// The bundle's `apiVersion`, if it has one.
         found: Option<String>,
     },
+}
+
+/// `a is`, `a and b are`, `a, b and c are`.
+fn stale_subject(paths: &[PathBuf]) -> String {
+    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    match names.as_slice() {
+        [] => "nothing is".to_owned(),
+        [one] => format!("{one} is"),
+        [init @ .., last] => format!("{} and {last} are", init.join(", ")),
+    }
 }
 
 /// `Result` with this crate's [`Error`] as the default error type.
@@ -94,7 +108,7 @@ mod tests {
         let errors = [
             Error::TemplateDelimiter { name: "x".into() },
             Error::Stale {
-                path: "crds.yaml".into(),
+                paths: vec!["crds.yaml".into()],
             },
             Error::Usage("--nope".into()),
             Error::BundleVersion { found: None },
@@ -114,14 +128,23 @@ mod tests {
     }
 
     #[test]
-    fn stale_error_says_how_to_fix_it() {
-        let message = Error::Stale {
-            path: "charts/airlock/templates/crds.yaml".into(),
+    fn stale_error_names_the_files_and_says_how_to_fix_it() {
+        let one = Error::Stale {
+            paths: vec!["docs/reference.md".into()],
+        }
+        .to_string();
+        assert!(one.starts_with("docs/reference.md is out of date"), "{one}");
+        assert!(one.contains("run `make crds`"), "{one}");
+        let two = Error::Stale {
+            paths: vec![
+                "charts/airlock/templates/crds.yaml".into(),
+                "docs/reference.md".into(),
+            ],
         }
         .to_string();
         assert!(
-            message.contains("cargo run -p airlock-crds --bin crdgen"),
-            "{message}"
+            two.starts_with("charts/airlock/templates/crds.yaml and docs/reference.md are out of date"),
+            "{two}"
         );
     }
 }

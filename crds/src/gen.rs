@@ -1,12 +1,15 @@
-//! The CRD generator behind the `crdgen` binary: renders [`crate::crds`] as plain YAML and as the Helm
-//! template `charts/airlock/templates/crds.yaml`, and checks that the checked-in template is current.
+//! The generator behind the `crdgen` binary: renders [`crate::crds`] as plain YAML, as the Helm template
+//! `charts/airlock/templates/crds.yaml` and as the configuration reference `docs/reference.md`
+//! ([`reference`]), and checks that the checked-in files are current.
 //!
 //! The CRDs live in the chart's `templates/` rather than `crds/` so that `helm upgrade` updates them.
 //! The whole file is guarded by `.Values.crds.enabled`, and `.Values.crds.keep` adds
 //! `helm.sh/resource-policy: keep` so uninstalling the release does not delete every Airlock object.
 
+pub mod reference;
+
 use std::{
-    fs,
+    fs, io,
     path::{Path, PathBuf},
 };
 
@@ -16,6 +19,9 @@ use crate::error::{Error, Result};
 
 /// The chart's CRD template, relative to the workspace root.
 pub const CHART_CRDS_PATH: &str = "charts/airlock/templates/crds.yaml";
+
+/// The configuration reference generated from the CRDs' schemas, relative to the workspace root.
+pub const REFERENCE_PATH: &str = "docs/reference.md";
 
 /// Annotation on every generated CRD; it also keeps `metadata.annotations` non-empty when Helm's
 /// `keep` annotation is switched off.
@@ -29,11 +35,11 @@ const KEEP_ANNOTATION: &str =
 /// What `crdgen` was asked to do.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Command {
-    /// Write the chart's CRD template (no arguments).
+    /// Write the chart's CRD template and the configuration reference (no arguments).
     Write,
     /// Print plain multi-document YAML to stdout, for `kubectl apply -f -` (`--plain`).
     Plain,
-    /// Fail when the chart's CRD template is out of date (`--check`).
+    /// Fail when the chart's CRD template or the configuration reference is out of date (`--check`).
     Check,
 }
 
@@ -50,19 +56,49 @@ impl Command {
 
     /// Runs the command against the workspace at `root` and returns what to print on stdout.
     pub fn run(self, root: &Path) -> Result<String> {
-        let path = root.join(CHART_CRDS_PATH);
         match self {
             Self::Write => {
-                write(&path, &helm_template()?)?;
-                Ok(format!("wrote {}\n", path.display()))
+                let mut report = String::new();
+                for file in generated_files()? {
+                    let done = if write_if_changed(&root.join(file.path), &file.contents)? {
+                        "wrote"
+                    } else {
+                        "unchanged"
+                    };
+                    report.push_str(&format!("{done} {}\n", file.path));
+                }
+                Ok(report)
             }
             Self::Plain => plain_yaml(),
             Self::Check => {
-                check(&path)?;
-                Ok(format!("{} is up to date\n", path.display()))
+                check(root)?;
+                Ok(format!("{CHART_CRDS_PATH} and {REFERENCE_PATH} are up to date\n"))
             }
         }
     }
+}
+
+/// A file `crdgen` writes: where, relative to the workspace root, and what it must contain.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GeneratedFile {
+    /// Path relative to the workspace root.
+    pub path: &'static str,
+    /// The generated contents.
+    pub contents: String,
+}
+
+/// Every file `crdgen` writes: the chart's CRD template, then the configuration reference.
+pub fn generated_files() -> Result<Vec<GeneratedFile>> {
+    Ok(vec![
+        GeneratedFile {
+            path: CHART_CRDS_PATH,
+            contents: helm_template()?,
+        },
+        GeneratedFile {
+            path: REFERENCE_PATH,
+            contents: reference::markdown(),
+        },
+    ])
 }
 
 /// The workspace root, where `charts/` lives (the parent of this crate's manifest directory).
@@ -90,24 +126,41 @@ pub fn helm_template() -> Result<String> {
     Ok(out)
 }
 
-/// Fails with [`Error::Stale`] when the file at `path` differs from [`helm_template`].
-pub fn check(path: &Path) -> Result<()> {
-    let expected = helm_template()?;
-    let actual = fs::read_to_string(path).map_err(|source| Error::Io {
-        action: "read",
-        path: path.to_path_buf(),
-        source,
-    })?;
-    if actual == expected {
+/// Fails with [`Error::Stale`], naming every stale file, when a generated file under `root` is
+/// missing or differs from what [`generated_files`] produces.
+pub fn check(root: &Path) -> Result<()> {
+    let mut stale = Vec::new();
+    for file in generated_files()? {
+        if !is_current(&root.join(file.path), &file.contents)? {
+            stale.push(PathBuf::from(file.path));
+        }
+    }
+    if stale.is_empty() {
         Ok(())
     } else {
-        Err(Error::Stale {
-            path: path.to_path_buf(),
-        })
+        Err(Error::Stale { paths: stale })
     }
 }
 
-fn write(path: &Path, contents: &str) -> Result<()> {
+/// Whether the file at `path` holds exactly `expected`; a missing file is not current.
+fn is_current(path: &Path, expected: &str) -> Result<bool> {
+    match fs::read_to_string(path) {
+        Ok(actual) => Ok(actual == expected),
+        Err(source) if source.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(source) => Err(Error::Io {
+            action: "read",
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Writes `contents` to `path` unless it already holds them (so an unchanged file keeps its mtime);
+/// returns whether it wrote.
+fn write_if_changed(path: &Path, contents: &str) -> Result<bool> {
+    if is_current(path, contents)? {
+        return Ok(false);
+    }
     let io_error = |source| Error::Io {
         action: "write",
         path: path.to_path_buf(),
@@ -116,7 +169,8 @@ fn write(path: &Path, contents: &str) -> Result<()> {
     if let Some(dir) = path.parent() {
         fs::create_dir_all(dir).map_err(io_error)?;
     }
-    fs::write(path, contents).map_err(io_error)
+    fs::write(path, contents).map_err(io_error)?;
+    Ok(true)
 }
 
 fn to_yaml(crd: &CustomResourceDefinition) -> Result<String> {
@@ -193,15 +247,92 @@ mod tests {
         );
     }
 
+    /// Panics, saying how to fix it, when the checked-in file at `path` is not what crdgen generates.
+    fn assert_checked_in_file_is_current(path: &str) {
+        let file = generated_files()
+            .expect("generated files")
+            .into_iter()
+            .find(|f| f.path == path)
+            .expect("crdgen generates the file");
+        let current = is_current(&workspace_root().join(path), &file.contents).expect("readable");
+        assert!(
+            current,
+            "{} (the CRD types or the generator changed)",
+            Error::Stale {
+                paths: vec![path.into()]
+            }
+        );
+    }
+
     #[test]
     fn generated_crds_match_checked_in_yaml() {
-        let path = workspace_root().join(CHART_CRDS_PATH);
-        if let Err(error) = check(&path) {
-            panic!(
-                "{error}\nThe CRD types changed: run `cargo run -p airlock-crds --bin crdgen` and commit \
-                 the result."
+        assert_checked_in_file_is_current(CHART_CRDS_PATH);
+    }
+
+    #[test]
+    fn generated_reference_matches_checked_in_markdown() {
+        assert_checked_in_file_is_current(REFERENCE_PATH);
+    }
+
+    /// A scratch workspace root, removed when dropped.
+    struct ScratchRoot(PathBuf);
+
+    impl ScratchRoot {
+        fn new(name: &str) -> Self {
+            let dir = std::env::temp_dir().join(format!("crdgen-{name}-{}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).expect("scratch directory");
+            Self(dir)
+        }
+    }
+
+    impl Drop for ScratchRoot {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
+    }
+
+    #[test]
+    fn check_names_every_stale_or_missing_file_and_says_to_run_make_crds() {
+        let root = ScratchRoot::new("check");
+        let chart = root.0.join(CHART_CRDS_PATH);
+        fs::create_dir_all(chart.parent().expect("parent")).expect("chart directory");
+        fs::write(&chart, "# an old template\n").expect("write");
+        let error = check(&root.0).expect_err("both files are stale");
+        assert!(
+            matches!(&error, Error::Stale { paths } if paths == &[PathBuf::from(CHART_CRDS_PATH), PathBuf::from(REFERENCE_PATH)]),
+            "{error:?}"
+        );
+        let message = error.to_string();
+        assert!(message.contains("make crds"), "{message}");
+        assert!(
+            message.contains(CHART_CRDS_PATH) && message.contains(REFERENCE_PATH),
+            "{message}"
+        );
+        assert!(matches!(Command::Check.run(&root.0), Err(Error::Stale { .. })));
+    }
+
+    #[test]
+    fn write_creates_both_files_then_check_passes_and_a_second_write_changes_nothing() {
+        let root = ScratchRoot::new("write");
+        let report = Command::Write.run(&root.0).expect("write");
+        assert_eq!(
+            report,
+            format!("wrote {CHART_CRDS_PATH}\nwrote {REFERENCE_PATH}\n")
+        );
+        for file in generated_files().expect("generated files") {
+            assert_eq!(
+                fs::read_to_string(root.0.join(file.path)).expect("written"),
+                file.contents
             );
         }
+        check(&root.0).expect("current after write");
+        assert!(Command::Check.run(&root.0).is_ok());
+        let again = Command::Write.run(&root.0).expect("second write");
+        assert_eq!(
+            again,
+            format!("unchanged {CHART_CRDS_PATH}\nunchanged {REFERENCE_PATH}\n")
+        );
     }
 
     #[test]

@@ -207,6 +207,14 @@ async fn an_instance_reports_coverage_delivers_policy_and_cleans_up() {
             }),
         )
         .await;
+        // The exemption reaches the webhook through its watch, and the backstop policy once the operator
+        // has recorded the namespace in the policy's parameters.
+        let params: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), "airlock-system");
+        eventually("the exemption recorded for the backstop", WAIT, || async {
+            let cm = params.get("airlock-backstop-exemptions").await.ok()?;
+            cm.data?.contains_key(&ns).then_some(())
+        })
+        .await;
         tokio::time::sleep(Duration::from_millis(500)).await;
         // An exempt model server that opts out of injection; then the exemption is revoked, and it runs
         // unprotected.

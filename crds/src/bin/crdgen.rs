@@ -1,5 +1,5 @@
-//! `crdgen`: writes `charts/airlock/templates/crds.yaml` (no arguments), prints plain CRD YAML
-//! (`--plain`) or fails when the chart's CRDs are out of date (`--check`).
+//! `crdgen`: writes `charts/airlock/templates/crds.yaml` and `docs/reference.md` (no arguments; `make crds`),
+//! prints plain CRD YAML (`--plain`) or fails when either file is out of date (`--check`).
 
 use std::{
     io::{self, Write as _},

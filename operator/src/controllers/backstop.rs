@@ -30,8 +30,8 @@ use crate::Context;
 const IDLE_CHECK: Duration = Duration::from_secs(60);
 /// Wait after a failed write.
 const RETRY: Duration = Duration::from_secs(2);
-/// Coalesces a burst of instance changes into one write.
-const DEBOUNCE: Duration = Duration::from_millis(100);
+/// Coalesces a burst of changes into one pass.
+const DEBOUNCE: Duration = Duration::from_millis(50);
 
 /// When an exemption's `expires` falls, if it has one.
 fn expiry(expires: Option<&k8s_openapi::apimachinery::pkg::apis::meta::v1::Time>) -> Option<SystemTime> {
@@ -191,8 +191,8 @@ pub async fn run(ctx: Arc<Context>) {
                 if changed.is_err() {
                     return;
                 }
-                // Pod churn moves the revision too: look at most twice a second.
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                // Pod churn moves the revision too; recomputing is cheap and writes happen only on change.
+                tokio::time::sleep(DEBOUNCE).await;
             }
             () = tokio::time::sleep(wait) => {}
         }
