@@ -195,7 +195,9 @@ pub fn validating(cfg: &WebhookConfig) -> ValidatingWebhookConfiguration {
                 name: WORKLOADS_WEBHOOK.to_owned(),
                 client_config: cfg.client.client_config(VALIDATE_PATH, &cfg.ca_bundle),
                 rules: Some(vec![
-                    rule("", "v1", create_update, &["pods"], "Namespaced"),
+                    // Pods are judged when created; their updates (labels, finalizers) are never refused,
+                    // so they are not sent — a webhook outage must not block them under `Fail`.
+                    rule("", "v1", &["CREATE"], &["pods"], "Namespaced"),
                     rule(
                         "apps",
                         "v1",
@@ -623,7 +625,7 @@ webhooks:
   - name: workloads.airlock.dev
     clientConfig: {url: "https://127.0.0.1:16450/validate", caBundle: "YWlybG9jay1jYQ=="}
     rules:
-      - {apiGroups: [""], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [pods], scope: Namespaced}
+      - {apiGroups: [""], apiVersions: [v1], operations: [CREATE], resources: [pods], scope: Namespaced}
       - {apiGroups: [apps], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [deployments, statefulsets, daemonsets, replicasets], scope: Namespaced}
       - {apiGroups: [batch], apiVersions: [v1], operations: [CREATE, UPDATE], resources: [jobs, cronjobs], scope: Namespaced}
     failurePolicy: Fail
@@ -706,7 +708,6 @@ webhooks:
     - v1
     operations:
     - CREATE
-    - UPDATE
     resources:
     - pods
     scope: Namespaced
