@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # `make demo`: on a fresh machine, builds what it needs, starts a local control plane, installs Airlock and
-# shows a protected model server getting its sidecar, an unprotected one rejected with the reason, and a
-# benign prompt passing and an injection blocked through the sidecar. Simulated nodes run no containers,
-# so the sidecar runs locally with the very policy bundle the operator wrote for the model servers, in
-# front of a stub model server. Stops everything at the end unless AIRLOCK_DEMO_KEEP=1.
+# shows a protected model server getting its sidecar, an unprotected one rejected with the reason (also
+# while the webhook is down), and a benign prompt passing and an injection blocked through the sidecar; it
+# ends with a summary and `kubectl airlock status`. Simulated nodes run no containers, so the sidecar runs
+# locally with the very policy bundle the operator wrote for the model servers, in front of a stub model
+# server. Stops everything at the end unless AIRLOCK_DEMO_KEEP=1.
 #
 # Airlock goes in with its Helm chart (charts/airlock). The chart's Deployments run as simulated pods; the
 # operator and webhook processes run on this machine, bound to the chart's RBAC (e2e/values-local.yaml).
@@ -149,13 +150,9 @@ BAD
 fi
 echo "$out"
 
-step "Coverage at a glance: kubectl airlock status (the kubectl-airlock plugin)"
+# The kubectl-airlock plugin ends the demo; kubectl finds plugins on PATH by name.
 cargo build -q -p kubectl-airlock --bin kubectl-airlock
-# kubectl finds plugins on PATH by name.
 export PATH="${CARGO_TARGET_DIR:-$root/target}/debug:$PATH"
-show kubectl airlock status
-status_json=$(kubectl airlock status -o json)
-[[ "$status_json" == *'"name": "models"'* ]] || { echo "unexpected: kubectl airlock status does not list the instance models" >&2; exit 1; }
 
 step "Summary"
 echo "control plane: $(kubectl version -o json | sed -n 's/.*"gitVersion": "\([^"]*\)".*/\1/p' | tail -n1) with $(kubectl get nodes --no-headers | wc -l) simulated nodes"
@@ -164,6 +161,12 @@ echo "models/llm: $(kubectl get pods -n models -l app=llm --no-headers | wc -l) 
 echo "sandbox/llm: rejected (unprotected model server), by the webhook and, while it was down, by the backstop policy"
 echo "sidecar: benign prompt answered (200), injection blocked (403, airlock_blocked/injection)"
 echo "instance models: $(kubectl get airi models -o jsonpath='{.status.injectedPods} injected pods, {.status.unprotectedModelServers} unprotected model servers')"
+echo
+echo "Coverage, as the kubectl-airlock plugin reports it:"
+show kubectl airlock status
+status_json=$(kubectl airlock status -o json)
+[[ "$status_json" == *'"name": "models"'* ]] || { echo "unexpected: kubectl airlock status does not list the instance models" >&2; exit 1; }
+
 if [[ "${AIRLOCK_DEMO_KEEP:-0}" == 1 ]]; then
   echo "left running (AIRLOCK_DEMO_KEEP=1): export KUBECONFIG=$KUBECONFIG; stop with: e2e/controlplane/down.sh $AIRLOCK_ENV_DIR"
 fi
