@@ -158,6 +158,54 @@ where
     }
 }
 
+/// A Deployment of `replicas` pods running `image`, one container `server` on port 8000.
+pub fn deployment(name: &str, image: &str, replicas: i32) -> k8s_openapi::api::apps::v1::Deployment {
+    serde_json::from_value(serde_json::json!({
+        "metadata": { "name": name },
+        "spec": {
+            "replicas": replicas,
+            "selector": { "matchLabels": { "app": name } },
+            "template": {
+                "metadata": { "labels": { "app": name } },
+                "spec": { "containers": [{ "name": "server", "image": image, "ports": [{ "containerPort": 8000 }] }] }
+            }
+        }
+    }))
+    .expect("deployment literal")
+}
+
+/// Deletes an `AIRuntimeInstance`, waits until it is gone (the operator's finalizer removes its policy
+/// ConfigMaps first, and until then its profile counts as in use), then deletes its `AISecurityProfile`.
+pub async fn delete_instance_and_profile(client: &Client, instance: &str, profile: &str) {
+    let instances: Api<airlock_crds::AIRuntimeInstance> = Api::all(client.clone());
+    let _ = instances.delete(instance, &DeleteParams::default()).await;
+    eventually("the instance to be deleted", Duration::from_secs(30), || {
+        let instances = instances.clone();
+        async move {
+            instances
+                .get_opt(instance)
+                .await
+                .ok()
+                .and_then(|i| i.is_none().then_some(()))
+        }
+    })
+    .await;
+    let profiles: Api<airlock_crds::AISecurityProfile> = Api::all(client.clone());
+    let _ = profiles.delete(profile, &DeleteParams::default()).await;
+}
+
+/// Runs `e2e/airlock.sh <command>` on the environment under test (`AIRLOCK_ENV_DIR`, set by e2e/run.sh),
+/// failing the test when it fails.
+pub fn airlock_sh(command: &str) {
+    let script = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("airlock.sh");
+    let env_dir = std::env::var("AIRLOCK_ENV_DIR").expect("AIRLOCK_ENV_DIR is set by e2e/run.sh");
+    let status = std::process::Command::new(&script)
+        .args([command, &env_dir])
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(status.success(), "e2e/airlock.sh {command} failed");
+}
+
 /// The YAML fixtures shared by the CRD crate's unit tests and these end-to-end tests.
 pub mod fixtures {
     use std::path::{Path, PathBuf};

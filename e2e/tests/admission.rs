@@ -4,7 +4,9 @@
 
 use std::time::Duration;
 
-use airlock_e2e::{client, eventually, install_crds, unique_name, with_temp_ns};
+use airlock_e2e::{
+    client, delete_instance_and_profile, deployment, eventually, install_crds, unique_name, with_temp_ns,
+};
 use k8s_openapi::api::{
     apps::v1::Deployment,
     core::v1::{Namespace, Pod},
@@ -80,41 +82,8 @@ struct Cleanup {
 
 impl Cleanup {
     async fn done(self) {
-        let instances: Api<airlock_crds::AIRuntimeInstance> = Api::all(self.client.clone());
-        let _ = instances.delete(&self.instance, &DeleteParams::default()).await;
-        // The operator's finalizer removes the instance's policy ConfigMaps first; until the instance is
-        // gone its profile counts as in use and cannot be deleted.
-        let name = self.instance.clone();
-        eventually("the instance to be deleted", Duration::from_secs(30), || {
-            let instances = instances.clone();
-            let name = name.clone();
-            async move {
-                instances
-                    .get_opt(&name)
-                    .await
-                    .ok()
-                    .and_then(|i| i.is_none().then_some(()))
-            }
-        })
-        .await;
-        let profiles: Api<airlock_crds::AISecurityProfile> = Api::all(self.client.clone());
-        let _ = profiles.delete(&self.profile, &DeleteParams::default()).await;
+        delete_instance_and_profile(&self.client, &self.instance, &self.profile).await;
     }
-}
-
-fn deployment(name: &str, image: &str) -> Deployment {
-    serde_json::from_value(json!({
-        "metadata": { "name": name },
-        "spec": {
-            "replicas": 2,
-            "selector": { "matchLabels": { "app": name } },
-            "template": {
-                "metadata": { "labels": { "app": name } },
-                "spec": { "containers": [{ "name": "server", "image": image, "ports": [{ "containerPort": 8000 }] }] }
-            }
-        }
-    }))
-    .expect("deployment literal")
 }
 
 fn sidecars(pod: &Pod) -> usize {
@@ -142,7 +111,7 @@ async fn a_selected_model_server_gets_the_sidecar_exactly_once() {
 
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
         deployments
-            .create(&PostParams::default(), &deployment("llm", VLLM_IMAGE))
+            .create(&PostParams::default(), &deployment("llm", VLLM_IMAGE, 2))
             .await
             .expect("admitted");
 
@@ -189,7 +158,7 @@ async fn an_unprotected_model_server_is_denied_with_how_to_fix_it() {
     with_temp_ns(|client, ns| async move {
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
         let err = deployments
-            .create(&PostParams::default(), &deployment("llm", VLLM_IMAGE))
+            .create(&PostParams::default(), &deployment("llm", VLLM_IMAGE, 2))
             .await
             .expect_err("an unprotected vLLM Deployment must be denied");
         let kube::Error::Api(status) = err else {
@@ -218,7 +187,7 @@ async fn an_unprotected_model_server_is_denied_with_how_to_fix_it() {
 
         // Ordinary workloads in the same namespace are untouched.
         deployments
-            .create(&PostParams::default(), &deployment("web", "nginx:1.27"))
+            .create(&PostParams::default(), &deployment("web", "nginx:1.27", 2))
             .await
             .expect("ordinary app");
     })
@@ -242,11 +211,11 @@ async fn an_exemption_in_the_instance_admits_the_workload() {
         .await;
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
         deployments
-            .create(&PostParams::default(), &deployment("llm", VLLM_IMAGE))
+            .create(&PostParams::default(), &deployment("llm", VLLM_IMAGE, 2))
             .await
             .expect("an exempted model server is admitted");
         let err = deployments
-            .create(&PostParams::default(), &deployment("llm-2", VLLM_IMAGE))
+            .create(&PostParams::default(), &deployment("llm-2", VLLM_IMAGE, 2))
             .await
             .expect_err("the exemption names one Deployment, not its neighbours");
         assert!(err.to_string().contains("vllm"), "{err}");
@@ -305,7 +274,7 @@ async fn audit_mode_admits_with_a_warning() {
         // is not enforced; Airlock admits it and says so in a warning instead of denying it.
         let guard = protect(&client, &key, "audit", json!({}), json!([])).await;
         let path = std::env::temp_dir().join(format!("{key}.yaml"));
-        let manifest = serde_json::to_string(&deployment("llm", VLLM_IMAGE)).expect("json");
+        let manifest = serde_json::to_string(&deployment("llm", VLLM_IMAGE, 2)).expect("json");
         let manifest = manifest.replacen('{', "{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",", 1);
         std::fs::write(&path, manifest).expect("write manifest");
         let out = airlock_e2e::tool("kubectl")
@@ -354,7 +323,7 @@ async fn the_api_server_never_failed_to_call_airlock() {
             .expect("an ordinary pod is admitted");
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
         let _ = deployments
-            .create(&PostParams::default(), &deployment("llm", VLLM_IMAGE))
+            .create(&PostParams::default(), &deployment("llm", VLLM_IMAGE, 2))
             .await;
 
         let calls = apiserver_metric(

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::time::Duration;
 
-use airlock_e2e::{client, eventually, tool, unique_name, with_temp_ns};
+use airlock_e2e::{airlock_sh, client, deployment, eventually, tool, unique_name, with_temp_ns};
 use k8s_openapi::api::admissionregistration::v1::{
     MutatingWebhookConfiguration, ValidatingAdmissionPolicy, ValidatingWebhookConfiguration,
 };
@@ -383,21 +383,6 @@ fn vllm_pod(name: &str) -> Pod {
     .unwrap()
 }
 
-fn vllm_deployment(name: &str) -> Deployment {
-    serde_json::from_value(json!({
-        "metadata": { "name": name },
-        "spec": {
-            "replicas": 0,
-            "selector": { "matchLabels": { "app": name } },
-            "template": {
-                "metadata": { "labels": { "app": name } },
-                "spec": { "containers": [{ "name": "server", "image": VLLM }] }
-            }
-        }
-    }))
-    .unwrap()
-}
-
 #[tokio::test]
 async fn the_release_installs_upgrades_rolls_back_uninstalls_cleanly_and_reinstalls() {
     let _turn = RELEASE.lock().await;
@@ -545,13 +530,7 @@ async fn the_release_installs_upgrades_rolls_back_uninstalls_cleanly_and_reinsta
 
     // Reinstall over the kept CRDs; the running operator regains its permissions and re-registers the
     // webhooks, and the webhook rejects unprotected model servers again.
-    let script = root().join("e2e/airlock.sh");
-    let env_dir = std::env::var("AIRLOCK_ENV_DIR").expect("AIRLOCK_ENV_DIR is set by e2e/run.sh");
-    let status = std::process::Command::new(&script)
-        .args(["helm-install", &env_dir])
-        .status()
-        .unwrap();
-    assert!(status.success(), "reinstall failed");
+    airlock_sh("helm-install");
     eventually("the webhooks re-registered", Duration::from_secs(60), || {
         let client = client.clone();
         async move { (webhooks_present(&client).await == (true, true, true)).then_some(()) }
@@ -563,7 +542,7 @@ async fn the_release_installs_upgrades_rolls_back_uninstalls_cleanly_and_reinsta
             let deployments = deployments.clone();
             async move {
                 match deployments
-                    .create(&PostParams::default(), &vllm_deployment("llm"))
+                    .create(&PostParams::default(), &deployment("llm", VLLM, 0))
                     .await
                 {
                     Err(err) => Some(err),
@@ -620,16 +599,7 @@ async fn the_release_installs_upgrades_rolls_back_uninstalls_cleanly_and_reinsta
 #[tokio::test]
 async fn with_the_webhook_down_the_backstop_denies_unprotected_model_servers() {
     let _turn = RELEASE.lock().await;
-    let script = root().join("e2e/airlock.sh");
-    let env_dir = std::env::var("AIRLOCK_ENV_DIR").expect("AIRLOCK_ENV_DIR is set by e2e/run.sh");
-    let airlock = |command: &str| {
-        let status = std::process::Command::new(&script)
-            .args([command, &env_dir])
-            .status()
-            .unwrap();
-        assert!(status.success(), "e2e/airlock.sh {command}");
-    };
-    airlock("webhook-stop");
+    airlock_sh("webhook-stop");
     let outcome = tokio::spawn(async {
         with_temp_ns(|client, ns| async move {
             let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
@@ -668,7 +638,7 @@ async fn with_the_webhook_down_the_backstop_denies_unprotected_model_servers() {
         .await;
     })
     .await;
-    airlock("webhook-start");
+    airlock_sh("webhook-start");
     if let Err(e) = outcome {
         std::panic::resume_unwind(e.into_panic());
     }

@@ -13,7 +13,10 @@ use std::process::Output;
 use std::time::Duration;
 
 use airlock_crds::{AIRuntimeInstance, AISecurityProfile};
-use airlock_e2e::{eventually, install_crds, kubeconfig_path, unique_name, with_temp_ns};
+use airlock_e2e::{
+    delete_instance_and_profile, deployment, eventually, install_crds, kubeconfig_path, unique_name,
+    with_temp_ns,
+};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Pod};
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
@@ -120,39 +123,8 @@ impl Protection {
 
     /// Deletes the instance (waiting for its finalizer), then the profile.
     async fn remove(self) {
-        let instances: Api<AIRuntimeInstance> = Api::all(self.client.clone());
-        let _ = instances.delete(&self.instance, &DeleteParams::default()).await;
-        let name = self.instance.clone();
-        eventually("the instance to be deleted", WAIT, || {
-            let instances = instances.clone();
-            let name = name.clone();
-            async move {
-                instances
-                    .get_opt(&name)
-                    .await
-                    .ok()
-                    .and_then(|i| i.is_none().then_some(()))
-            }
-        })
-        .await;
-        let profiles: Api<AISecurityProfile> = Api::all(self.client.clone());
-        let _ = profiles.delete(&self.profile, &DeleteParams::default()).await;
+        delete_instance_and_profile(&self.client, &self.instance, &self.profile).await;
     }
-}
-
-fn vllm_deployment(name: &str) -> Deployment {
-    serde_json::from_value(json!({
-        "metadata": { "name": name },
-        "spec": {
-            "replicas": 2,
-            "selector": { "matchLabels": { "app": name } },
-            "template": {
-                "metadata": { "labels": { "app": name } },
-                "spec": { "containers": [{ "name": "server", "image": VLLM_IMAGE, "ports": [{ "containerPort": 8000 }] }] }
-            }
-        }
-    }))
-    .unwrap()
 }
 
 #[tokio::test]
@@ -166,7 +138,7 @@ async fn the_plugin_s_status_and_explain_describe_a_protected_model_server() {
 
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
         deployments
-            .create(&PostParams::default(), &vllm_deployment("llm"))
+            .create(&PostParams::default(), &deployment("llm", VLLM_IMAGE, 2))
             .await
             .expect("the webhook admits a selected model server");
 

@@ -33,3 +33,33 @@ pub async fn connect(kubeconfig: Option<&Path>, context: Option<&str>) -> Result
     let client = Client::try_from(config).map_err(Error::Client)?;
     Ok((client, namespace))
 }
+
+/// Every object of one of Airlock's cluster-scoped kinds; a missing CRD is [`Error::CrdsNotInstalled`].
+pub async fn list_airlock<K>(client: &Client) -> Result<Vec<K>>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::ClusterResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    kube::Api::<K>::all(client.clone())
+        .list(&kube::api::ListParams::default())
+        .await
+        .map(|list| list.items)
+        .map_err(|e| Error::from_airlock_list(format!("list {}s", K::kind(&())), e))
+}
+
+/// Airlock's instances, profiles and address groups, which every command that reads the cluster needs.
+pub async fn list_instances_profiles_groups(
+    client: &Client,
+) -> Result<(
+    Vec<airlock_crds::AIRuntimeInstance>,
+    Vec<airlock_crds::AISecurityProfile>,
+    Vec<airlock_crds::DynamicAddressGroup>,
+)> {
+    Ok((
+        list_airlock(client).await?,
+        list_airlock(client).await?,
+        list_airlock(client).await?,
+    ))
+}

@@ -692,24 +692,9 @@ pub async fn fetch(client: &Client, namespace: &str, name: &str) -> Result<Input
         .ok()
         .flatten()
         .map(|ns| ns.labels().clone());
-    let lp = ListParams::default();
-    let instances = Api::<AIRuntimeInstance>::all(client.clone())
-        .list(&lp)
-        .await
-        .map_err(|e| Error::from_airlock_list("list AIRuntimeInstances", e))?
-        .items;
-    let profiles = Api::<AISecurityProfile>::all(client.clone())
-        .list(&lp)
-        .await
-        .map_err(|e| Error::from_airlock_list("list AISecurityProfiles", e))?
-        .items;
-    let groups = Api::<DynamicAddressGroup>::all(client.clone())
-        .list(&lp)
-        .await
-        .map_err(|e| Error::from_airlock_list("list DynamicAddressGroups", e))?
-        .items;
+    let (instances, profiles, groups) = crate::cluster::list_instances_profiles_groups(client).await?;
     let shards = Api::<DynamicAddressGroupShard>::all(client.clone())
-        .list(&lp)
+        .list(&ListParams::default())
         .await
         .map(|l| l.items)
         .unwrap_or_default();

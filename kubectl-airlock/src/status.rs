@@ -15,11 +15,10 @@ use k8s_openapi::api::admissionregistration::v1::{
     ValidatingWebhookConfiguration,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
-use kube::api::ListParams;
 use kube::{Api, Client, ResourceExt};
 use serde::Serialize;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::output::{Table, or_dash, plural};
 
 /// Name of the mutating webhook configuration the operator installs.
@@ -528,80 +527,36 @@ pub fn render_table(report: &StatusReport) -> String {
 /// Lists everything `status` needs. A missing Airlock CRD is [`Error::CrdsNotInstalled`]; admission
 /// objects that cannot be read are reported as `unknown`, not as a failure.
 pub async fn fetch(client: &Client) -> Result<Inputs> {
-    let lp = ListParams::default();
-    let instances = Api::<AIRuntimeInstance>::all(client.clone())
-        .list(&lp)
-        .await
-        .map_err(|e| Error::from_airlock_list("list AIRuntimeInstances", e))?
-        .items;
-    let profiles = Api::<AISecurityProfile>::all(client.clone())
-        .list(&lp)
-        .await
-        .map_err(|e| Error::from_airlock_list("list AISecurityProfiles", e))?
-        .items;
-    let groups = Api::<DynamicAddressGroup>::all(client.clone())
-        .list(&lp)
-        .await
-        .map_err(|e| Error::from_airlock_list("list DynamicAddressGroups", e))?
-        .items;
+    let (instances, profiles, groups) = crate::cluster::list_instances_profiles_groups(client).await?;
 
-    let mut admission = Vec::new();
-    admission.push(
-        match Api::<MutatingWebhookConfiguration>::all(client.clone())
-            .get_opt(MUTATING_WEBHOOK)
-            .await
-        {
-            Ok(c) => mutating_row(c.as_ref()),
-            Err(e) => AdmissionObject::unknown(
-                "MutatingWebhookConfiguration",
-                MUTATING_WEBHOOK,
-                crate::error::chain(&e),
-            ),
-        },
-    );
-    admission.push(
-        match Api::<ValidatingWebhookConfiguration>::all(client.clone())
-            .get_opt(VALIDATING_WEBHOOK)
-            .await
-        {
-            Ok(c) => validating_row(c.as_ref()),
-            Err(e) => AdmissionObject::unknown(
-                "ValidatingWebhookConfiguration",
-                VALIDATING_WEBHOOK,
-                crate::error::chain(&e),
-            ),
-        },
-    );
-    admission.push(
-        match Api::<ValidatingAdmissionPolicy>::all(client.clone())
-            .get_opt(BACKSTOP_POLICY)
-            .await
-        {
-            Ok(p) => policy_row(p.as_ref()),
-            Err(e) => AdmissionObject::unknown(
-                "ValidatingAdmissionPolicy",
-                BACKSTOP_POLICY,
-                crate::error::chain(&e),
-            ),
-        },
-    );
-    admission.push(
-        match Api::<ValidatingAdmissionPolicyBinding>::all(client.clone())
-            .get_opt(BACKSTOP_POLICY)
-            .await
-        {
-            Ok(b) => binding_row(b.as_ref()),
-            Err(e) => AdmissionObject::unknown(
-                "ValidatingAdmissionPolicyBinding",
-                BACKSTOP_POLICY,
-                crate::error::chain(&e),
-            ),
-        },
-    );
+    let admission = vec![
+        admission_row::<MutatingWebhookConfiguration>(client, MUTATING_WEBHOOK, mutating_row).await,
+        admission_row::<ValidatingWebhookConfiguration>(client, VALIDATING_WEBHOOK, validating_row).await,
+        admission_row::<ValidatingAdmissionPolicy>(client, BACKSTOP_POLICY, policy_row).await,
+        admission_row::<ValidatingAdmissionPolicyBinding>(client, BACKSTOP_POLICY, binding_row).await,
+    ];
     Ok(Inputs {
         instances,
         profiles,
         groups,
         admission,
     })
+}
+
+/// One admission object's row; an object that cannot be read is `unknown`, with the reason.
+async fn admission_row<K>(
+    client: &Client,
+    name: &str,
+    row: impl FnOnce(Option<&K>) -> AdmissionObject,
+) -> AdmissionObject
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::ClusterResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug,
+{
+    match Api::<K>::all(client.clone()).get_opt(name).await {
+        Ok(object) => row(object.as_ref()),
+        Err(e) => AdmissionObject::unknown(&K::kind(&()), name, crate::error::chain(&e)),
+    }
 }
