@@ -292,6 +292,10 @@ impl CodeDetector {
         }
     }
 
+    pub(crate) fn patterns(&self, out: &mut Vec<String>) {
+        out.extend(self.rules.iter().map(|r| r.regex.as_str().to_string()));
+    }
+
     pub(crate) fn detect(&self, n: &Normalized, source: Source, out: &mut Vec<Finding>) {
         let Some(pre) = &self.prefilter else { return };
         let text = &n.folded;

@@ -7,6 +7,7 @@ use regex::Regex;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::scan::{Budget, Finding};
+use super::window::{Windows, byte_hits, digit_hits};
 use super::{Category, DlpConfig, EngineError, PiiType, intern};
 
 #[derive(Debug)]
@@ -87,11 +88,30 @@ impl Dlp {
         })
     }
 
+    pub(crate) fn patterns(&self, out: &mut Vec<String>) {
+        let builtin = [
+            &self.card,
+            &self.ssn,
+            &self.iban,
+            &self.email,
+            &self.phone,
+            &self.ipv4,
+            &self.ipv6,
+        ];
+        out.extend(builtin.into_iter().flatten().map(|r| r.as_str().to_string()));
+        out.extend(self.custom.iter().map(|c| c.regex.as_str().to_string()));
+    }
+
     pub(crate) fn detect(&self, text: &str, out: &mut Vec<Finding>, budget: &Budget) {
+        self.detect_in(text, &DlpWindows::new(text), out, budget);
+    }
+
+    /// [`Dlp::detect`] with given windows; tests compare it against whole-text windows.
+    fn detect_in(&self, text: &str, w: &DlpWindows, out: &mut Vec<Finding>, budget: &Budget) {
         let cap = budget.findings_left;
         let full = |out: &Vec<Finding>| out.len() >= cap;
         if let Some(r) = &self.card {
-            for m in r.find_iter(text) {
+            for m in w.card.find_iter(r, text) {
                 if full(out) {
                     return;
                 }
@@ -107,7 +127,7 @@ impl Dlp {
             }
         }
         if let Some(r) = &self.ssn {
-            for c in r.captures_iter(text) {
+            for c in w.ssn.captures_iter(r, text) {
                 if full(out) {
                     return;
                 }
@@ -124,7 +144,7 @@ impl Dlp {
             }
         }
         if let Some(r) = &self.iban {
-            for m in r.find_iter(text) {
+            for m in w.iban.find_iter(r, text) {
                 if full(out) {
                     return;
                 }
@@ -135,7 +155,7 @@ impl Dlp {
             }
         }
         if let Some(r) = &self.email {
-            for m in r.find_iter(text) {
+            for m in w.email.find_iter(r, text) {
                 if full(out) {
                     return;
                 }
@@ -146,7 +166,7 @@ impl Dlp {
             }
         }
         if let Some(r) = &self.phone {
-            for m in r.find_iter(text) {
+            for m in w.phone.find_iter(r, text) {
                 if full(out) {
                     return;
                 }
@@ -172,12 +192,12 @@ impl Dlp {
             }
         }
         if let Some(r) = &self.ipv4 {
-            for m in r.find_iter(text) {
+            for m in w.ipv4.find_iter(r, text) {
                 if full(out) {
                     return;
                 }
                 let glued = neighbours(text, m.start(), m.end(), |c| c == '.' || c.is_ascii_digit());
-                let version = text[..m.start()].trim_end().to_ascii_lowercase();
+                let version = tail(&text[..m.start()], 16).trim_end().to_ascii_lowercase();
                 let ip = m.as_str().parse::<Ipv4Addr>();
                 let notable =
                     ip.is_ok_and(|ip| !(ip.is_unspecified() || ip.is_loopback() || ip.is_broadcast()));
@@ -198,7 +218,7 @@ impl Dlp {
             }
         }
         if let Some(r) = &self.ipv6 {
-            for m in r.find_iter(text) {
+            for m in w.ipv6.find_iter(r, text) {
                 if full(out) {
                     return;
                 }
@@ -230,6 +250,63 @@ impl Dlp {
             }
         }
     }
+}
+
+/// Where each built-in pattern can match (see [`super::window`]). Every match lies within these distances
+/// of a trigger byte it contains, and a window with fewer digits than a valid match needs is dropped: a
+/// card has 13 to 19 digits, an SSN 9, a phone number 8 to 15, an IPv4 address at least 4.
+struct DlpWindows {
+    card: Windows,
+    ssn: Windows,
+    phone: Windows,
+    ipv4: Windows,
+    iban: Windows,
+    email: Windows,
+    ipv6: Windows,
+}
+
+impl DlpWindows {
+    fn new(text: &str) -> DlpWindows {
+        let bytes = text.as_bytes();
+        let digit = |b: u8| b.is_ascii_digit();
+        let numbers = Windows::around(text, digit_hits(text), 8, 8);
+        // IBAN: its first digit follows two capital letters; up to 30 more characters follow.
+        let iban_start =
+            |p: usize| p >= 2 && bytes[p - 2].is_ascii_uppercase() && bytes[p - 1].is_ascii_uppercase();
+        DlpWindows {
+            card: numbers.with_at_least(text, digit, 13),
+            ssn: numbers.with_at_least(text, digit, 9),
+            phone: numbers.with_at_least(text, digit, 8),
+            ipv4: numbers.with_at_least(text, digit, 4),
+            iban: Windows::around(text, digit_hits(text).filter(|&p| iban_start(p)), 4, 80),
+            // E-mail: a local part of up to 64 characters.
+            email: Windows::around(text, byte_hits(text, b'@'), 72, 8),
+            ipv6: Windows::around(text, byte_hits(text, b':'), 48, 8).with_at_least(text, |b| b == b':', 2),
+        }
+    }
+
+    #[cfg(test)]
+    fn whole(text: &str) -> DlpWindows {
+        let w = || Windows::whole(text);
+        DlpWindows {
+            card: w(),
+            ssn: w(),
+            phone: w(),
+            ipv4: w(),
+            iban: w(),
+            email: w(),
+            ipv6: w(),
+        }
+    }
+}
+
+/// The last `max` bytes of `text` or a little more, on a char boundary.
+fn tail(text: &str, max: usize) -> &str {
+    let mut start = text.len().saturating_sub(max);
+    while !text.is_char_boundary(start) {
+        start -= 1;
+    }
+    &text[start..]
 }
 
 /// The character right before or after the span matches `glue` (the match is part of something longer).
@@ -416,6 +493,27 @@ pub(crate) fn valid_iban(iban: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn windows_find_exactly_what_the_whole_text_does() {
+        let d = Dlp::new(&DlpConfig::default()).unwrap();
+        let budget = || super::super::scan::Budget {
+            decoded_bytes_left: 0,
+            blobs_left: 0,
+            findings_left: 10_000,
+            truncated: false,
+        };
+        bolero::check!()
+            .with_test_time(std::time::Duration::from_secs(2))
+            .for_each(|bytes: &[u8]| {
+                let text = crate::engine::window::tricky_text(bytes);
+                let mut windowed = Vec::new();
+                d.detect_in(&text, &DlpWindows::new(&text), &mut windowed, &budget());
+                let mut reference = Vec::new();
+                d.detect_in(&text, &DlpWindows::whole(&text), &mut reference, &budget());
+                assert_eq!(windowed, reference, "{text:?}");
+            });
+    }
     use super::*;
     use crate::engine::{CustomPattern, Limits};
 

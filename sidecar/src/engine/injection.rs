@@ -145,6 +145,14 @@ impl Injection {
         }
     }
 
+    pub(crate) fn patterns(&self, out: &mut Vec<String>) {
+        if let Some(set) = &self.set {
+            out.extend(set.as_regexes());
+        }
+        let structural = [&self.exfil_image, &self.exfil_link, &self.md_comment];
+        out.extend(structural.into_iter().flatten().map(|r| r.as_str().to_string()));
+    }
+
     /// Appends findings for one text. Returns `true` when matching was cut short.
     pub(crate) fn detect(
         &self,

@@ -21,6 +21,7 @@ mod scan;
 mod secrets;
 mod topic;
 mod url;
+mod window;
 
 use serde::{Deserialize, Serialize};
 
@@ -331,6 +332,34 @@ impl Engine {
         scan::scan(self, segments)
     }
 
+    /// The rule set as standalone regular expressions in the `regex` crate's syntax, one per rule: phrases
+    /// become their folded parts joined by a bounded gap, detectors' regexes are given as they are. For
+    /// benchmarks that run the same rules through another engine (`RegexSet`, Hyperscan). Normalization,
+    /// decoding, validation (Luhn, mod-97, entropy) and scoring are not expressible this way, so such a
+    /// peer does strictly less work than [`Engine::scan`].
+    pub fn rule_patterns(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        if let Some(d) = &self.injection {
+            d.patterns(&mut out);
+        }
+        if let Some(d) = &self.code {
+            d.patterns(&mut out);
+        }
+        if let Some(d) = &self.topics {
+            d.patterns(&mut out);
+        }
+        if let Some(d) = &self.dlp {
+            d.patterns(&mut out);
+        }
+        if let Some(d) = &self.secrets {
+            d.patterns(&mut out);
+        }
+        if let Some(d) = &self.url {
+            d.patterns(&mut out);
+        }
+        out
+    }
+
     /// Like [`mask`], but custom patterns with `mask_with` are replaced by their configured text.
     pub fn mask(&self, text: &str, detections: &[&Detection]) -> String {
         mask::mask_with(text, detections, &|detector| {
@@ -434,6 +463,23 @@ mod tests {
         }
         let err = Engine::new(&cfg).unwrap_err().to_string();
         assert!(err.contains("broken"), "{err}");
+    }
+
+    #[test]
+    fn rule_patterns_cover_every_detector_and_compile() {
+        let engine = Engine::new(&EngineConfig::default()).unwrap();
+        let patterns = engine.rule_patterns();
+        assert!(patterns.len() > 500, "{}", patterns.len());
+        for p in &patterns {
+            assert!(regex::Regex::new(p).is_ok(), "{p}");
+        }
+        assert!(patterns.iter().any(|p| p.contains("ignore")));
+        let off = Engine::new(&EngineConfig {
+            injection: None,
+            ..EngineConfig::default()
+        })
+        .unwrap();
+        assert!(off.rule_patterns().len() < 100);
     }
 
     #[test]

@@ -172,7 +172,19 @@ pub fn fold_phrase(phrase: &str, leetspeak: bool) -> String {
 
 /// Normalizes `text` (see module docs). Linear in the input; output is at most a small multiple of it.
 pub fn normalize(text: &str) -> Normalized {
-    let mut folded = String::with_capacity(text.len());
+    normalize_with(text, true)
+}
+
+/// ASCII whitespace as `char::is_whitespace` defines it (which includes the vertical tab).
+fn is_ascii_space(b: u8) -> bool {
+    matches!(b, b'\t' | b'\n' | 0x0B | 0x0C | b'\r' | b' ')
+}
+
+/// [`normalize`], with or without the fast path for runs of printable ASCII (which folds them exactly as
+/// the per-character path does; a property test compares the two).
+fn normalize_with(text: &str, ascii_runs: bool) -> Normalized {
+    let bytes = text.as_bytes();
+    let mut folded: Vec<u8> = Vec::with_capacity(text.len());
     let mut map: Vec<(u32, u32)> = Vec::with_capacity(text.len());
     let mut hidden = HiddenText::default();
     // Pending whitespace run: (start, end, saw newline).
@@ -183,12 +195,47 @@ pub fn normalize(text: &str) -> Normalized {
     let mut prev_char: Option<char> = None;
     let mut tag_run_after_flag = false;
 
-    for (i, c) in text.char_indices() {
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        if ascii_runs && b < 0x80 && !is_ascii_space(b) {
+            // A run of printable ASCII: the state changes once, then each byte is lowercased in place.
+            let end = bytes[i..]
+                .iter()
+                .position(|&b| b >= 0x80 || is_ascii_space(b))
+                .map_or(bytes.len(), |p| i + p);
+            selector_run.2 = 0;
+            tag_run_after_flag = false;
+            if let Some((s, e)) = pending_zw.take()
+                && b.is_ascii_alphanumeric()
+            {
+                Span::cover(&mut hidden.zero_width, s, e);
+                hidden.zero_width_count += 1;
+            }
+            if let Some((s, e, nl)) = space.take()
+                && !folded.is_empty()
+            {
+                folded.push(if nl { b'\n' } else { b' ' });
+                map.push((s as u32, e as u32));
+            }
+            folded.extend(bytes[i..end].iter().map(u8::to_ascii_lowercase));
+            map.extend((i as u32..end as u32).map(|k| (k, k + 1)));
+            let last = char::from(bytes[end - 1]);
+            prev_visible = Some(last);
+            prev_char = Some(last);
+            i = end;
+            continue;
+        }
+        let Some(c) = text.get(i..).and_then(|t| t.chars().next()) else {
+            break;
+        };
         let end = i + c.len_utf8();
+        let at = i;
+        i = end;
         if is_invisible(c) {
             match c {
                 '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' => {
-                    Span::cover(&mut hidden.bidi, i, end);
+                    Span::cover(&mut hidden.bidi, at, end);
                     hidden.bidi_count += 1;
                 }
                 '\u{E0000}'..='\u{E007F}' => {
@@ -196,7 +243,7 @@ pub fn normalize(text: &str) -> Normalized {
                         tag_run_after_flag = true;
                     }
                     if !tag_run_after_flag {
-                        Span::cover(&mut hidden.tags, i, end);
+                        Span::cover(&mut hidden.tags, at, end);
                         let ascii = (c as u32 - 0xE0000) as u8;
                         if (0x20..0x7F).contains(&ascii) {
                             hidden.tag_text.push(ascii as char);
@@ -205,7 +252,7 @@ pub fn normalize(text: &str) -> Normalized {
                 }
                 '\u{FE00}'..='\u{FE0F}' | '\u{E0100}'..='\u{E01EF}' => {
                     if selector_run.2 == 0 {
-                        selector_run.0 = i;
+                        selector_run.0 = at;
                     }
                     selector_run.1 = end;
                     selector_run.2 += 1;
@@ -218,7 +265,7 @@ pub fn normalize(text: &str) -> Normalized {
                     if prev_visible.is_some_and(|p| p.is_ascii_alphanumeric()) {
                         pending_zw = Some(match pending_zw {
                             Some((s, _)) => (s, end),
-                            None => (i, end),
+                            None => (at, end),
                         });
                     }
                 }
@@ -241,27 +288,31 @@ pub fn normalize(text: &str) -> Normalized {
         if c.is_whitespace() {
             space = Some(match space {
                 Some((s, _, nl)) => (s, end, nl || c == '\n'),
-                None => (i, end, c == '\n'),
+                None => (at, end, c == '\n'),
             });
             continue;
         }
         if let Some((s, e, nl)) = space.take()
             && !folded.is_empty()
         {
-            folded.push(if nl { '\n' } else { ' ' });
+            folded.push(if nl { b'\n' } else { b' ' });
             map.push((s as u32, e as u32));
         }
-        let (s32, e32) = (i as u32, end as u32);
+        let (s32, e32) = (at as u32, end as u32);
         fold_char(c, &mut |f| {
-            let before = folded.len();
-            folded.push(f);
-            for _ in before..folded.len() {
-                map.push((s32, e32));
-            }
+            let mut buf = [0u8; 4];
+            let encoded = f.encode_utf8(&mut buf).as_bytes();
+            folded.extend_from_slice(encoded);
+            map.extend(std::iter::repeat_n((s32, e32), encoded.len()));
         });
     }
+    // Only whole chars were appended, so this never fails; the fallback keeps it panic-free regardless.
+    let folded = String::from_utf8(folded).unwrap_or_default();
     // ASCII-to-ASCII byte mapping keeps UTF-8 valid and every offset unchanged.
     let leet = String::from_utf8(folded.bytes().map(leet).collect()).unwrap_or_else(|_| folded.clone());
+    if folded.len() != map.len() {
+        map.clear();
+    }
     Normalized {
         folded,
         leet,
@@ -273,6 +324,42 @@ pub fn normalize(text: &str) -> Normalized {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ascii_runs_fold_exactly_like_single_characters() {
+        bolero::check!()
+            .with_test_time(std::time::Duration::from_secs(2))
+            .for_each(|bytes: &[u8]| {
+                const PIECES: [&str; 12] = [
+                    "Ab9 ",
+                    "\u{200B}",
+                    "\u{202E}",
+                    "\u{E0041}",
+                    "\u{1F3F4}",
+                    "\u{FE0F}",
+                    "\t\n",
+                    "\u{0B}",
+                    "Ｉ",
+                    "é",
+                    "\u{85}",
+                    "  ",
+                ];
+                let mut text = String::new();
+                for chunk in bytes.chunks(2) {
+                    text.push_str(PIECES[chunk[0] as usize % PIECES.len()]);
+                    if let Some(&b) = chunk.get(1)
+                        && b < 0x80
+                    {
+                        text.push(char::from(b));
+                    }
+                }
+                let fast = normalize_with(&text, true);
+                let slow = normalize_with(&text, false);
+                assert_eq!(fast.folded, slow.folded, "{text:?}");
+                assert_eq!(fast.map, slow.map, "{text:?}");
+                assert_eq!(fast.hidden, slow.hidden, "{text:?}");
+            });
+    }
 
     #[test]
     fn folds_case_width_diacritics_and_whitespace() {

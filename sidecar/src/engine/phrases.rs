@@ -24,6 +24,8 @@ pub struct PhraseSet {
     /// Phrases whose first part is the given part.
     by_first: Vec<Vec<usize>>,
     part_lens: Vec<usize>,
+    /// The folded parts, kept for [`PhraseSet::as_regexes`].
+    parts: Vec<Box<str>>,
 }
 
 /// One confirmed phrase occurrence in the scanned text.
@@ -81,6 +83,7 @@ impl PhraseSet {
             }
         }
         let part_lens = patterns.iter().map(|p| p.len()).collect();
+        let parts = patterns.iter().map(|p| Box::from(*p)).collect();
         let ac = if patterns.is_empty() {
             None
         } else {
@@ -95,7 +98,22 @@ impl PhraseSet {
             phrases: compiled,
             by_first,
             part_lens,
+            parts,
         })
+    }
+
+    /// Each phrase as a standalone case-insensitive regex (parts joined by a gap of up to [`GAP`]
+    /// characters, word boundaries where the phrase asks for them), for benchmark peers that run the same
+    /// rules through another engine.
+    pub fn as_regexes(&self) -> Vec<String> {
+        self.phrases
+            .iter()
+            .map(|p| {
+                let body: Vec<String> = p.parts.iter().map(|&i| regex::escape(&self.parts[i])).collect();
+                let boundary = if p.right_boundary { r"\b" } else { "" };
+                format!("(?is){}{boundary}", body.join(&format!(".{{0,{GAP}}}")))
+            })
+            .collect()
     }
 
     /// Finds phrase occurrences in `text` (already folded like the phrases). Returns `true` when the part

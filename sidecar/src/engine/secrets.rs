@@ -260,6 +260,10 @@ impl Secrets {
         }
     }
 
+    pub(crate) fn patterns(&self, out: &mut Vec<String>) {
+        out.extend(self.rules.iter().map(|r| r.regex.as_str().to_string()));
+    }
+
     pub(crate) fn detect(&self, text: &str, out: &mut Vec<Finding>, budget: &Budget) {
         let Some(pre) = &self.prefilter else { return };
         let seen = super::anchors_seen(pre, text, self.anchor_count);

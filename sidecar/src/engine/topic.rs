@@ -45,6 +45,10 @@ impl Topics {
         Ok(Topics { set, detectors })
     }
 
+    pub(crate) fn patterns(&self, out: &mut Vec<String>) {
+        out.extend(self.set.as_regexes());
+    }
+
     pub(crate) fn detect(&self, n: &Normalized, out: &mut Vec<Finding>) -> bool {
         let mut hits: Vec<PhraseHit> = Vec::new();
         let truncated = self.set.find(&n.folded, &mut hits);

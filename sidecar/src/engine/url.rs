@@ -9,6 +9,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::normalize::fold_phrase;
 use super::scan::{Budget, Finding};
+use super::window::{TO_SPACE, Windows, byte_hits};
 use super::{Category, UrlConfig};
 
 const SHORTENERS: &[&str] = &[
@@ -82,6 +83,13 @@ fn normalize_domain(d: &str) -> String {
         .to_ascii_lowercase()
 }
 
+/// Top-level domains a bare domain (no scheme) must end in to be taken for a URL, in the regex's order.
+const TLDS: [&str; 36] = [
+    "com", "net", "org", "io", "co", "ly", "gl", "gd", "me", "ru", "cn", "xyz", "top", "info", "biz", "tk",
+    "ml", "ga", "cf", "gq", "online", "site", "club", "shop", "app", "dev", "ai", "cc", "ws", "su", "pw",
+    "in", "de", "uk", "us", "at",
+];
+
 fn on_list(host: &str, list: &[String]) -> bool {
     list.iter().any(|d| {
         host == d
@@ -96,19 +104,70 @@ impl UrlDetector {
         UrlDetector {
             scheme: Regex::new(r#"(?i)(?-u:\b)(?:https?|ftp|wss?)://[^\s<>"'`)\]]+"#).ok(),
             special: Regex::new(r"(?i)(?-u:\b)(?:javascript:[^\s<>\x22'`]{2,}|vbscript:[^\s<>\x22'`]{2,}|data:[a-z]+/[a-z0-9.+-]+[;,][^\s<>\x22'`)]*)").ok(),
-            bare: Regex::new(
-                r"(?i)(?-u:\b)(?:[a-z0-9-]{1,63}\.)+(?:com|net|org|io|co|ly|gl|gd|me|ru|cn|xyz|top|info|biz|tk|ml|ga|cf|gq|online|site|club|shop|app|dev|ai|cc|ws|su|pw|in|de|uk|us|at)(?-u:\b)(?:/[^\s<>\x22'`)\]]*)?",
-            )
+            bare: Regex::new(&format!(
+                r"(?i)(?-u:\b)(?:[a-z0-9-]{{1,63}}\.)+(?:{})(?-u:\b)(?:/[^\s<>\x22'`)\]]*)?",
+                TLDS.join("|")
+            ))
             .ok(),
             allow: config.allow_domains.iter().map(|d| normalize_domain(d)).filter(|d| !d.is_empty()).collect(),
             block: config.block_domains.iter().map(|d| normalize_domain(d)).filter(|d| !d.is_empty()).collect(),
         }
     }
 
+    pub(crate) fn patterns(&self, out: &mut Vec<String>) {
+        let all = [&self.scheme, &self.special, &self.bare];
+        out.extend(all.into_iter().flatten().map(|r| r.as_str().to_string()));
+    }
+
+    /// Windows (see [`super::window`]): `:` for schemes and `javascript:`/`data:` URIs, a `.` followed by a
+    /// letter, digit or non-ASCII character for bare domains. Distances are in bytes and allow for the
+    /// multi-byte characters that `(?i)` folds to ASCII letters (`ſ`, the Kelvin sign).
+    fn windows(text: &str) -> (Windows, Windows) {
+        let bytes = text.as_bytes();
+        // `(?i)` also folds `ſ` and the Kelvin sign to ASCII letters, so a non-ASCII byte keeps a hit.
+        let scheme_or_uri = |p: usize| {
+            let before = &bytes[p.saturating_sub(24)..p];
+            bytes[p + 1..].starts_with(b"//")
+                || before.iter().any(|b| *b >= 0x80)
+                || [&b"javascript"[..], b"vbscript", b"data"].iter().any(|w| {
+                    before.len() >= w.len() && before[before.len() - w.len()..].eq_ignore_ascii_case(w)
+                })
+        };
+        // The TLD is the whole word after the dot (the regex wants a word boundary after it).
+        let tld_follows = |p: usize| {
+            let rest = &bytes[p + 1..];
+            let word = rest
+                .iter()
+                .position(|b| !(b.is_ascii_alphanumeric() || *b == b'_'))
+                .unwrap_or(rest.len());
+            rest.get(word).is_some_and(|b| *b >= 0x80)
+                || (word <= 6
+                    && TLDS
+                        .iter()
+                        .any(|t| rest[..word].eq_ignore_ascii_case(t.as_bytes())))
+        };
+        (
+            Windows::around(text, byte_hits(text, b':').filter(|&p| scheme_or_uri(p)), 40, 4),
+            // Labels hold no whitespace, so a bare domain starts after the whitespace before its TLD's dot.
+            Windows::around(
+                text,
+                byte_hits(text, b'.').filter(|&p| tld_follows(p)),
+                TO_SPACE,
+                8,
+            ),
+        )
+    }
+
     pub(crate) fn detect(&self, text: &str, out: &mut Vec<Finding>, budget: &Budget) {
+        let (colon, dot) = Self::windows(text);
+        self.detect_in(text, &colon, &dot, out, budget);
+    }
+
+    /// [`UrlDetector::detect`] with given windows; tests compare it against whole-text windows.
+    fn detect_in(&self, text: &str, colon: &Windows, dot: &Windows, out: &mut Vec<Finding>, budget: &Budget) {
         let mut spans: Vec<(usize, usize)> = Vec::new();
         if let Some(r) = &self.special {
-            for m in r.find_iter(text) {
+            for m in colon.find_iter(r, text) {
                 if out.len() >= budget.findings_left {
                     return;
                 }
@@ -143,7 +202,7 @@ impl UrlDetector {
             }
         }
         if let Some(r) = &self.scheme {
-            for m in r.find_iter(text) {
+            for m in colon.find_iter(r, text) {
                 if out.len() >= budget.findings_left {
                     return;
                 }
@@ -152,8 +211,8 @@ impl UrlDetector {
                 spans.push((m.start(), m.end()));
             }
         }
-        if let Some(r) = self.bare.as_ref().filter(|_| text.contains('.')) {
-            for m in r.find_iter(text) {
+        if let Some(r) = &self.bare {
+            for m in dot.find_iter(r, text) {
                 if out.len() >= budget.findings_left {
                     return;
                 }
@@ -287,6 +346,32 @@ fn ip_literal(host: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn windows_find_exactly_what_the_whole_text_does() {
+        let d = UrlDetector::new(&UrlConfig {
+            allow_domains: vec!["example.com".into()],
+            block_domains: vec!["evil.example.com".into()],
+        });
+        let budget = || super::super::scan::Budget {
+            decoded_bytes_left: 0,
+            blobs_left: 0,
+            findings_left: 10_000,
+            truncated: false,
+        };
+        bolero::check!()
+            .with_test_time(std::time::Duration::from_secs(2))
+            .for_each(|bytes: &[u8]| {
+                let text = crate::engine::window::tricky_text(bytes);
+                let (colon, dot) = UrlDetector::windows(&text);
+                let mut windowed = Vec::new();
+                d.detect_in(&text, &colon, &dot, &mut windowed, &budget());
+                let whole = Windows::whole(&text);
+                let mut reference = Vec::new();
+                d.detect_in(&text, &whole, &whole, &mut reference, &budget());
+                assert_eq!(windowed, reference, "{text:?}");
+            });
+    }
     use super::*;
 
     fn flags(config: &UrlConfig, text: &str) -> Vec<(&'static str, String)> {
