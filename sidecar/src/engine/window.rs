@@ -1,8 +1,8 @@
 //! Anchored confirmation for the detectors that read the original text: a regex runs only in windows
 //! around the bytes every one of its matches must contain (a digit for card, SSN, IBAN, phone and IPv4
-//! numbers, `@` for e-mail, `:` for IPv6 and schemes, a `.` before a letter or digit for bare domains).
-//! Finding the trigger bytes is one table lookup per byte, so text without them costs almost nothing,
-//! and prose with a few numbers is confirmed in a few short windows instead of seven full regex passes.
+//! numbers, `@` for e-mail, `:` for IPv6 and schemes, a `.` before a known TLD for bare domains). Single
+//! trigger bytes are found with memchr, so text without them costs almost nothing, and prose with a few
+//! numbers is confirmed in a few short windows instead of seven full regex passes.
 //!
 //! A window reaches `before` bytes back from its first trigger and `after` bytes on from its last, then on
 //! to the next ASCII whitespace, and overlapping windows merge. Regexes search with [`Regex::find_at`] on
@@ -77,7 +77,7 @@ impl Windows {
         }
         raw.extend(open);
         let mut ranges: Vec<(usize, usize)> = Vec::with_capacity(raw.len());
-        for (mut s, mut e) in raw {
+        for (k, &(mut s, mut e)) in raw.iter().enumerate() {
             if before == TO_SPACE {
                 // Only back to the previous window's end, so the scans stay linear in the text.
                 let floor = ranges.last().map_or(0, |l: &(usize, usize)| l.1.min(s));
@@ -89,10 +89,12 @@ impl Windows {
             while !text.is_char_boundary(s) {
                 s -= 1;
             }
-            e = bytes[e..]
+            // Only on to the next window's start (they merge there), so the scans stay linear too.
+            let ceiling = raw.get(k + 1).map_or(bytes.len(), |next| next.0.max(e));
+            e = bytes[e..ceiling]
                 .iter()
                 .position(u8::is_ascii_whitespace)
-                .map_or(bytes.len(), |i| e + i);
+                .map_or(ceiling, |i| e + i);
             match ranges.last_mut() {
                 Some(last) if s <= last.1 => last.1 = last.1.max(e),
                 _ => ranges.push((s, e)),
@@ -249,6 +251,17 @@ mod tests {
         let w = Windows::around(text, digit_hits(text), 2, 2);
         let got: Vec<&str> = w.ranges.iter().map(|&(s, e)| &text[s..e]).collect();
         assert_eq!(got, vec!["a 12 bbbb", "c 3 dd"]);
+    }
+
+    #[test]
+    fn windows_in_text_without_whitespace_merge_into_one() {
+        // Every extension stops at the next window, so a long token costs one pass, not one per window.
+        let text = format!(
+            "{}x",
+            "1xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx".repeat(10_000)
+        );
+        let w = Windows::around(&text, digit_hits(&text), 2, 2);
+        assert_eq!(w.ranges, vec![(0, text.len())]);
     }
 
     #[test]
