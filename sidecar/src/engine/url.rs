@@ -119,9 +119,9 @@ impl UrlDetector {
         out.extend(all.into_iter().flatten().map(|r| r.as_str().to_string()));
     }
 
-    /// Windows (see [`super::window`]): `:` for schemes and `javascript:`/`data:` URIs, a `.` followed by a
-    /// letter, digit or non-ASCII character for bare domains. Distances are in bytes and allow for the
-    /// multi-byte characters that `(?i)` folds to ASCII letters (`ſ`, the Kelvin sign).
+    /// Windows (see [`super::window`]): a `:` before `//` or after `javascript`, `vbscript` or `data` for
+    /// URIs, a `.` before a known TLD for bare domains. Distances are in bytes and allow for the multi-byte
+    /// characters that `(?i)` folds to ASCII letters (`ſ`, the Kelvin sign).
     fn windows(text: &str) -> (Windows, Windows) {
         let bytes = text.as_bytes();
         // `(?i)` also folds `ſ` and the Kelvin sign to ASCII letters, so a non-ASCII byte keeps a hit.
