@@ -555,11 +555,23 @@ async fn the_release_installs_upgrades_rolls_back_uninstalls_cleanly_and_reinsta
         })
         .await;
         assert!(err.to_string().contains("workloads.airlock.dev"), "{err}");
+        // The API server loads a re-created policy and binding asynchronously; until then the webhook
+        // refuses the pod instead, so wait for the backstop's own refusal.
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-        let err = pods
-            .create(&PostParams::default(), &vllm_pod("llm"))
-            .await
-            .unwrap_err();
+        let err = eventually("the backstop refusing again", Duration::from_secs(60), || {
+            let pods = pods.clone();
+            async move {
+                match pods.create(&PostParams::default(), &vllm_pod("llm")).await {
+                    Err(err) if err.to_string().contains("airlock-backstop") => Some(err),
+                    Err(_) => None,
+                    Ok(_) => {
+                        let _ = pods.delete("llm", &DeleteParams::default()).await;
+                        None
+                    }
+                }
+            }
+        })
+        .await;
         assert!(err.to_string().contains("airlock-backstop"), "{err}");
     })
     .await;
