@@ -41,6 +41,17 @@ pub(crate) struct Budget {
 }
 
 impl Budget {
+    /// No decoding, room for any number of findings: for detector-level tests.
+    #[cfg(test)]
+    pub(crate) fn unlimited() -> Budget {
+        Budget {
+            decoded_bytes_left: 0,
+            blobs_left: 0,
+            findings_left: usize::MAX / 2,
+            truncated: false,
+        }
+    }
+
     fn new(limits: &Limits) -> Budget {
         Budget {
             decoded_bytes_left: limits.max_decoded_bytes,

@@ -353,12 +353,7 @@ mod tests {
             allow_domains: vec!["example.com".into()],
             block_domains: vec!["evil.example.com".into()],
         });
-        let budget = || super::super::scan::Budget {
-            decoded_bytes_left: 0,
-            blobs_left: 0,
-            findings_left: 10_000,
-            truncated: false,
-        };
+        let budget = super::super::scan::Budget::unlimited;
         bolero::check!()
             .with_test_time(std::time::Duration::from_secs(2))
             .for_each(|bytes: &[u8]| {

@@ -132,18 +132,11 @@ impl Windows {
     where
         't: 'a,
     {
-        self.ranges.iter().flat_map(move |&(s, e)| {
-            let hay = &text[..e];
-            let mut pos = s;
-            std::iter::from_fn(move || {
-                if pos > hay.len() {
-                    return None;
-                }
-                let m = re.find_at(hay, pos)?;
-                pos = next_pos(hay, m.start(), m.end());
-                Some(m)
-            })
-        })
+        self.search(
+            text,
+            move |hay, pos| re.find_at(hay, pos),
+            |m| Some((m.start(), m.end())),
+        )
     }
 
     /// Like [`Windows::find_iter`], with capture groups.
@@ -155,6 +148,24 @@ impl Windows {
     where
         't: 'a,
     {
+        self.search(
+            text,
+            move |hay, pos| re.captures_at(hay, pos),
+            |c| c.get(0).map(|m| (m.start(), m.end())),
+        )
+    }
+
+    /// Runs `at` (a search from a position in a haystack cut at the window's end) repeatedly through each
+    /// window; `span` gives a result's match bounds.
+    fn search<'a, 't, T: 'a>(
+        &'a self,
+        text: &'t str,
+        at: impl Fn(&'t str, usize) -> Option<T> + Copy + 'a,
+        span: impl Fn(&T) -> Option<(usize, usize)> + Copy + 'a,
+    ) -> impl Iterator<Item = T> + 'a
+    where
+        't: 'a,
+    {
         self.ranges.iter().flat_map(move |&(s, e)| {
             let hay = &text[..e];
             let mut pos = s;
@@ -162,10 +173,10 @@ impl Windows {
                 if pos > hay.len() {
                     return None;
                 }
-                let c = re.captures_at(hay, pos)?;
-                let m = c.get(0)?;
-                pos = next_pos(hay, m.start(), m.end());
-                Some(c)
+                let found = at(hay, pos)?;
+                let (start, end) = span(&found)?;
+                pos = next_pos(hay, start, end);
+                Some(found)
             })
         })
     }
