@@ -5,17 +5,23 @@
 //! line) whatever the chunking. The [`StreamScanner`] collects the text each frame adds to the answer
 //! (the deltas) and releases frames according to the profile's streaming mode:
 //!
-//! - `holdback`: a frame is released only once the answer has grown `holdback` bytes past the frame's
-//!   last byte of text, and only after a scan covered it. Scans run over a window that reaches `holdback`
-//!   bytes back into released text, so a forbidden string split over any number of frames is seen whole
-//!   while its end is still held back: the stream is cut before the string completes at the client.
+//! - `holdback`: a frame is released only once a scan covered the frame's text and the `holdback` bytes
+//!   of text after it. A forbidden string up to `holdback` bytes long, split over any number of frames,
+//!   is seen whole before any of it leaves; a longer one is seen whole while its end is still held
+//!   back, so the stream is cut before it completes at the client. Scans reach `holdback` bytes back
+//!   into released text.
 //! - `buffer`: nothing is released until the whole answer was scanned.
 //! - `passAndAlert`: frames are released at once; detections can only be logged.
 //!
-//! A `mask` verdict on streamed text cannot rewrite text already sent, so in `holdback` and `buffer`
-//! modes it ends the stream like `block` does; in `passAndAlert` it is logged.
+//! A `mask` verdict rewrites the held-back frames that carry the span: the text fields of their JSON
+//! (or the raw data of a non-JSON frame) get the masked text, and the frame is re-encoded. Text already
+//! sent cannot be rewritten, so a span that starts in released text ends the stream like `block` does. A
+//! masked span that is still growing when it is found (a secret streamed piece by piece) is masked again,
+//! whole, when a later scan sees it longer, as long as its frames are held back. In `passAndAlert` mode,
+//! and in `audit`, detections are logged as `alert`: nothing is blocked or masked.
 
-use std::collections::{HashSet, VecDeque};
+use std::borrow::Cow;
+use std::collections::{HashMap, VecDeque};
 
 use bytes::{Bytes, BytesMut};
 use serde_json::Value;
@@ -190,7 +196,7 @@ pub fn frame_text(data: &str) -> String {
     match serde_json::from_str::<Value>(data) {
         Ok(value) => {
             let mut out = String::new();
-            delta_texts(&value, &mut out);
+            visit_deltas(&value, false, &mut |_, s| out.push_str(&s));
             out
         }
         // Not JSON: the raw data is what the client will read.
@@ -198,24 +204,45 @@ pub fn frame_text(data: &str) -> String {
     }
 }
 
-/// Appends the generated text of one streamed JSON value: OpenAI chat and legacy completions, the
-/// Responses API, Anthropic Messages, TGI and Ollama. Other shapes contribute every string they hold
-/// except ids and type names, so a new field cannot smuggle text past the scanner.
-fn delta_texts(value: &Value, out: &mut String) {
-    let mut push = |s: &str| {
+/// `prefix` followed by the keys of `path` as an RFC 6901 pointer (the keys here need no escaping).
+fn pointer(prefix: &str, path: &[&str]) -> String {
+    let mut p = prefix.to_string();
+    for key in path {
+        p.push('/');
+        p.push_str(key);
+    }
+    p
+}
+
+/// Calls `f` with each non-empty piece of generated text in one streamed JSON value, in answer order,
+/// with its JSON pointer when `pointers` is set (an empty string otherwise): OpenAI chat and legacy
+/// completions, the Responses API, Anthropic Messages, TGI and Ollama. Other shapes contribute every
+/// string they hold except ids and type names, so a new field cannot smuggle text past the scanner.
+fn visit_deltas<'v>(value: &'v Value, pointers: bool, f: &mut dyn FnMut(String, Cow<'v, str>)) {
+    let mut emit = |prefix: &str, path: &[&str], s: &'v str| {
         if !s.is_empty() {
-            out.push_str(s);
+            let p = if pointers {
+                pointer(prefix, path)
+            } else {
+                String::new()
+            };
+            f(p, Cow::Borrowed(s));
         }
     };
-    let str_at = |v: &Value, path: &[&str]| -> Option<String> {
+    let str_at = |v: &'v Value, path: &[&str]| -> Option<&'v str> {
         let mut cur = v;
         for key in path {
             cur = cur.get(key)?;
         }
-        cur.as_str().map(str::to_string)
+        cur.as_str()
     };
     if let Some(choices) = value.get("choices").and_then(Value::as_array) {
-        for choice in choices {
+        for (i, choice) in choices.iter().enumerate() {
+            let prefix = if pointers {
+                format!("/choices/{i}")
+            } else {
+                String::new()
+            };
             for path in [
                 &["delta", "content"][..],
                 &["delta", "reasoning_content"],
@@ -224,13 +251,18 @@ fn delta_texts(value: &Value, out: &mut String) {
                 &["message", "content"],
             ] {
                 if let Some(s) = str_at(choice, path) {
-                    push(&s);
+                    emit(&prefix, path, s);
                 }
             }
             if let Some(calls) = choice.pointer("/delta/tool_calls").and_then(Value::as_array) {
-                for call in calls {
+                for (j, call) in calls.iter().enumerate() {
                     if let Some(s) = str_at(call, &["function", "arguments"]) {
-                        push(&s);
+                        let index = j.to_string();
+                        emit(
+                            &prefix,
+                            &["delta", "tool_calls", &index, "function", "arguments"],
+                            s,
+                        );
                     }
                 }
             }
@@ -243,7 +275,7 @@ fn delta_texts(value: &Value, out: &mut String) {
         if kind.ends_with(".delta")
             && let Some(s) = value.get("delta").and_then(Value::as_str)
         {
-            push(s);
+            emit("", &["delta"], s);
         }
         return;
     }
@@ -251,7 +283,7 @@ fn delta_texts(value: &Value, out: &mut String) {
         if let Some(delta) = value.get("delta") {
             for key in ["text", "partial_json", "thinking"] {
                 if let Some(s) = delta.get(key).and_then(Value::as_str) {
-                    push(s);
+                    emit("", &["delta", key], s);
                 }
             }
         }
@@ -259,7 +291,7 @@ fn delta_texts(value: &Value, out: &mut String) {
     }
     if kind == "content_block_start" {
         if let Some(s) = str_at(value, &["content_block", "text"]) {
-            push(&s);
+            emit("", &["content_block", "text"], s);
         }
         return;
     }
@@ -271,25 +303,88 @@ fn delta_texts(value: &Value, out: &mut String) {
     }
     if let Some(s) = str_at(value, &["token", "text"]) {
         // TGI: the token, plus `generated_text` on the last event (a repeat; skipped).
-        push(&s);
+        emit("", &["token", "text"], s);
         return;
     }
-    if value.get("message").is_some() || value.get("response").is_some() {
-        // Ollama.
-        if let Some(s) = str_at(value, &["message", "content"]) {
-            push(&s);
-        }
-        if let Some(s) = str_at(value, &["message", "thinking"]) {
-            push(&s);
-        }
-        if let Some(s) = value.get("response").and_then(Value::as_str) {
-            push(s);
+    if value.get("message").is_some() || value.get("response").is_some() || value.get("done").is_some() {
+        // Ollama (its last frame may carry only `done` and statistics).
+        for path in [
+            &["message", "content"][..],
+            &["message", "thinking"],
+            &["response"],
+        ] {
+            if let Some(s) = str_at(value, path) {
+                emit("", path, s);
+            }
         }
         return;
     }
     for text in crate::extract::response_texts(value).texts {
-        push(&text.text);
+        if !text.text.is_empty() {
+            f(text.pointer, Cow::Owned(text.text));
+        }
     }
+}
+
+/// `raw` (one frame) with the text it adds to the answer rewritten: `edit` gets each piece of that text
+/// with the piece's offset in the frame's text (as [`frame_text`] returns it) and gives the new piece.
+/// JSON frames are re-encoded with the new strings; SSE events keep their other fields (`event`, `id`).
+fn rewrite_frame(framing: Framing, raw: &[u8], edit: &mut dyn FnMut(usize, &str) -> String) -> Bytes {
+    let text = String::from_utf8_lossy(raw);
+    let data = match framing {
+        Framing::Ndjson => text.trim_end_matches(['\r', '\n']).to_string(),
+        Framing::Sse => sse_data(&text),
+    };
+    let trimmed = data.trim();
+    if trimmed.is_empty() || trimmed == "[DONE]" {
+        return Bytes::copy_from_slice(raw);
+    }
+    let new_data = match serde_json::from_str::<Value>(trimmed) {
+        Ok(mut value) => {
+            let mut edits = Vec::new();
+            let mut offset = 0;
+            visit_deltas(&value, true, &mut |p, s| {
+                let new = edit(offset, &s);
+                offset += s.len();
+                if new != s {
+                    edits.push((p, new));
+                }
+            });
+            for (p, new) in edits {
+                if let Some(slot) = value.pointer_mut(&p) {
+                    *slot = Value::String(new);
+                }
+            }
+            value.to_string()
+        }
+        Err(_) => edit(0, trimmed),
+    };
+    let mut out = String::with_capacity(raw.len() + 16);
+    match framing {
+        Framing::Ndjson => {
+            out.push_str(&new_data);
+            out.push('\n');
+        }
+        Framing::Sse => {
+            let mut data_written = false;
+            for line in text.split(['\n', '\r']).filter(|l| !l.is_empty()) {
+                let is_data = line == "data" || line.starts_with("data:");
+                if !is_data {
+                    out.push_str(line);
+                    out.push('\n');
+                } else if !data_written {
+                    data_written = true;
+                    for data_line in new_data.split('\n') {
+                        out.push_str("data: ");
+                        out.push_str(data_line);
+                        out.push('\n');
+                    }
+                }
+            }
+            out.push('\n');
+        }
+    }
+    Bytes::from(out)
 }
 
 /// What to do after a frame.
@@ -314,6 +409,7 @@ pub enum StreamMode {
 /// Scans one streamed answer.
 #[derive(Debug)]
 pub struct StreamScanner {
+    framing: Framing,
     mode: StreamMode,
     /// `audit`: never stop a stream.
     enforce: bool,
@@ -322,23 +418,42 @@ pub struct StreamScanner {
     base: usize,
     /// Absolute offset up to which text was scanned.
     scanned: usize,
-    /// Frames not yet released, with the absolute end offset of the text they carry.
-    pending: VecDeque<(Bytes, usize)>,
+    /// Frames not yet released.
+    pending: VecDeque<Pending>,
     pending_bytes: usize,
     /// Absolute offset up to which the text was released.
     released: usize,
-    /// Detections already reported, by detector and absolute start.
-    seen: HashSet<(&'static str, usize)>,
+    /// Detections already reported, by detector and absolute start, with the end last seen.
+    seen: HashMap<(&'static str, usize), usize>,
+    /// Spans to mask in frames not yet released: disjoint, in order.
+    masks: Vec<MaskSpan>,
     stopped: bool,
 }
 
+/// A frame held back, with the absolute offsets of the text it carries.
+#[derive(Debug)]
+struct Pending {
+    raw: Bytes,
+    start: usize,
+    end: usize,
+}
+
+/// Overlapping mask detections merged into one span (absolute offsets).
+#[derive(Debug)]
+struct MaskSpan {
+    start: usize,
+    end: usize,
+    detections: Vec<Detection>,
+}
+
 impl StreamScanner {
-    pub fn new(mode: StreamMode, enforce: bool) -> StreamScanner {
+    pub fn new(framing: Framing, mode: StreamMode, enforce: bool) -> StreamScanner {
         let mode = match mode {
             StreamMode::Holdback(0) => StreamMode::Holdback(1),
             mode => mode,
         };
         StreamScanner {
+            framing,
             mode,
             enforce,
             text: String::new(),
@@ -347,7 +462,8 @@ impl StreamScanner {
             pending: VecDeque::new(),
             pending_bytes: 0,
             released: 0,
-            seen: HashSet::new(),
+            seen: HashMap::new(),
+            masks: Vec::new(),
             stopped: false,
         }
     }
@@ -367,17 +483,22 @@ impl StreamScanner {
             return Step::default();
         }
         let added = frame_text(&frame.data);
+        let start = self.total();
         self.text.push_str(&added);
         let end = self.total();
         self.pending_bytes += frame.raw.len();
-        self.pending.push_back((frame.raw, end));
+        self.pending.push_back(Pending {
+            raw: frame.raw,
+            start,
+            end,
+        });
         match self.mode {
             StreamMode::PassAndAlert => {
                 let mut step = Step::default();
                 if end - self.scanned >= SCAN_STEP_BYTES {
                     self.scan(policy, &mut step, false);
                 }
-                self.release_upto(usize::MAX, &mut step);
+                self.release_upto(policy, usize::MAX, &mut step);
                 step
             }
             StreamMode::Buffer => {
@@ -387,20 +508,29 @@ impl StreamScanner {
                     self.mode = StreamMode::Holdback(64 << 10);
                     self.scan(policy, &mut step, true);
                     if step.stop.is_none() {
-                        self.release_upto(end.saturating_sub(64 << 10), &mut step);
+                        self.release_upto(policy, end.saturating_sub(64 << 10), &mut step);
                     }
                 }
                 step
             }
             StreamMode::Holdback(holdback) => {
+                // A frame leaves once `holdback` bytes of text after it came in *and were scanned*, so
+                // a string up to `holdback` bytes long is seen whole before any of it leaves. Scans run
+                // every SCAN_STEP_BYTES, or sooner when the first held frame waits only for a scan.
                 let mut step = Step::default();
                 let releasable = end.saturating_sub(holdback);
-                let due = self.pending.front().is_some_and(|(_, e)| *e <= releasable);
-                if end - self.scanned >= SCAN_STEP_BYTES || (due && self.scanned < releasable) {
+                let covered = self.scanned.saturating_sub(holdback);
+                let lag = SCAN_STEP_BYTES.min(holdback);
+                let waiting = self
+                    .pending
+                    .front()
+                    .is_some_and(|p| p.end > covered && p.end + lag <= releasable);
+                if end - self.scanned >= SCAN_STEP_BYTES || waiting {
                     self.scan(policy, &mut step, true);
                 }
                 if step.stop.is_none() {
-                    self.release_upto(releasable.min(self.scanned), &mut step);
+                    let covered = self.scanned.saturating_sub(holdback);
+                    self.release_upto(policy, releasable.min(covered), &mut step);
                 }
                 step
             }
@@ -416,23 +546,134 @@ impl StreamScanner {
         let enforcing = self.mode != StreamMode::PassAndAlert;
         self.scan(policy, &mut step, enforcing);
         if step.stop.is_none() {
-            self.release_upto(usize::MAX, &mut step);
+            self.release_upto(policy, usize::MAX, &mut step);
         }
         step
     }
 
-    fn release_upto(&mut self, upto: usize, step: &mut Step) {
-        while let Some((_, end)) = self.pending.front() {
-            if *end > upto {
+    fn release_upto(&mut self, policy: &Policy, upto: usize, step: &mut Step) {
+        while self.pending.front().is_some_and(|p| p.end <= upto) {
+            let Some(frame) = self.pending.pop_front() else {
                 break;
-            }
-            if let Some((raw, end)) = self.pending.pop_front() {
-                self.pending_bytes -= raw.len();
-                self.released = self.released.max(end);
-                step.release.push(raw);
-            }
+            };
+            self.pending_bytes -= frame.raw.len();
+            self.released = self.released.max(frame.end);
+            let raw = if self
+                .masks
+                .iter()
+                .any(|m| m.start < frame.end && frame.start < m.end)
+            {
+                self.masked_frame(policy, &frame)
+            } else {
+                frame.raw
+            };
+            step.release.push(raw);
         }
+        let released = self.released;
+        self.masks.retain(|m| m.end > released);
         self.trim();
+    }
+
+    /// `frame` with the mask spans that overlap it applied. A span's masked text goes where the span
+    /// starts; the rest of the span, in this frame or later ones, is removed.
+    fn masked_frame(&self, policy: &Policy, frame: &Pending) -> Bytes {
+        let replacements: Vec<(usize, usize, String)> = self
+            .masks
+            .iter()
+            .filter(|m| m.start < frame.end && frame.start < m.end)
+            .map(|m| (m.start, m.end, self.mask_text(policy, m)))
+            .collect();
+        rewrite_frame(self.framing, &frame.raw, &mut |offset, piece| {
+            let piece_start = frame.start + offset;
+            let piece_end = piece_start + piece.len();
+            let mut out = String::with_capacity(piece.len());
+            let mut pos = 0;
+            for (start, end, masked) in &replacements {
+                if *end <= piece_start || *start >= piece_end {
+                    continue;
+                }
+                let from = start.saturating_sub(piece_start);
+                let to = (*end).min(piece_end) - piece_start;
+                out.push_str(piece.get(pos..from).unwrap_or_default());
+                if *start >= piece_start {
+                    out.push_str(masked);
+                }
+                pos = to;
+            }
+            out.push_str(piece.get(pos..).unwrap_or_default());
+            out
+        })
+    }
+
+    /// The masked form of a span's text.
+    fn mask_text(&self, policy: &Policy, span: &MaskSpan) -> String {
+        let text = span
+            .start
+            .checked_sub(self.base)
+            .zip(span.end.checked_sub(self.base))
+            .and_then(|(a, b)| self.text.get(a..b));
+        let Some(text) = text else {
+            // Never expected (held-back text is kept); the span is hidden whole.
+            return "*".repeat(span.end - span.start);
+        };
+        let local: Vec<Detection> = span
+            .detections
+            .iter()
+            .map(|d| {
+                let mut d = d.clone();
+                d.start -= span.start;
+                d.end -= span.start;
+                d
+            })
+            .collect();
+        let refs: Vec<&Detection> = local.iter().collect();
+        policy.engine.mask(text, &refs)
+    }
+
+    /// Adds `detections` (absolute) to the mask spans. False when one of them touches text already
+    /// released, which cannot be masked any more.
+    fn add_masks(&mut self, detections: Vec<Detection>) -> bool {
+        let released = self.released;
+        let partly_sent = |start: usize, end: usize, masks: &[MaskSpan]| {
+            start < released
+                || masks
+                    .iter()
+                    .any(|m| m.start < end && start < m.end && m.start < released)
+        };
+        if detections
+            .iter()
+            .any(|d| partly_sent(d.start, d.end, &self.masks))
+        {
+            return false;
+        }
+        for d in detections {
+            let (mut start, mut end) = (d.start, d.end);
+            let (detector, first) = (d.detector, d.start);
+            let mut merged = vec![d];
+            let mut kept = Vec::with_capacity(self.masks.len());
+            for m in self.masks.drain(..) {
+                if m.start < end && start < m.end {
+                    start = start.min(m.start);
+                    end = end.max(m.end);
+                    // A detection seen again, longer, replaces its shorter self.
+                    merged.extend(
+                        m.detections
+                            .into_iter()
+                            .filter(|old| !(old.detector == detector && old.start == first)),
+                    );
+                } else {
+                    kept.push(m);
+                }
+            }
+            kept.push(MaskSpan {
+                start,
+                end,
+                detections: merged,
+            });
+            kept.sort_by_key(|m| m.start);
+            self.masks = kept;
+        }
+        true
     }
 
     /// Drops text no later scan needs: everything before `released - overlap`.
@@ -476,23 +717,54 @@ impl StreamScanner {
         self.scanned = total;
         let verdict = decide(&policy.actions, &result);
         let origin = self.base + from;
+        let enforced = enforcing && self.enforce;
         let mut fresh = Vec::new();
-        for decided in verdict.detections {
-            let key = (decided.detection.detector, origin + decided.detection.start);
-            if self.seen.insert(key) {
-                let mut decided = decided;
-                shift(&mut decided.detection, origin);
-                fresh.push(decided);
+        let mut grown = Vec::new();
+        for mut decided in verdict.detections {
+            shift(&mut decided.detection, origin);
+            let key = (decided.detection.detector, decided.detection.start);
+            match self.seen.get(&key) {
+                None => {
+                    self.seen.insert(key, decided.detection.end);
+                    fresh.push(decided);
+                }
+                Some(&end) if end < decided.detection.end => {
+                    // Seen before, shorter: it was still streaming. Masked again, whole (or only its
+                    // new tail when its start was sent already); logged once.
+                    self.seen.insert(key, decided.detection.end);
+                    if enforced && decided.action == Action::Mask {
+                        if decided.detection.start < self.released {
+                            decided.detection.start = end;
+                        }
+                        grown.push(decided);
+                    }
+                }
+                Some(_) => {}
             }
         }
-        let stops = |d: &Decided| matches!(d.action, Action::Block | Action::Mask);
-        if enforcing && self.enforce && fresh.iter().any(stops) {
-            let action = Action::Block;
+        if !enforced {
+            // Nothing is blocked or masked: the log says `alert`.
+            for d in &mut fresh {
+                d.action = d.action.min(Action::Alert);
+            }
+            step.alerts.extend(fresh);
+            return;
+        }
+        let blocks = fresh.iter().any(|d| d.action == Action::Block);
+        let to_mask: Vec<Detection> = fresh
+            .iter()
+            .filter(|d| d.action == Action::Mask)
+            .chain(&grown)
+            .map(|d| d.detection.clone())
+            .collect();
+        if blocks || (!to_mask.is_empty() && !self.add_masks(to_mask)) {
             self.stopped = true;
             self.pending.clear();
             self.pending_bytes = 0;
+            self.masks.clear();
+            fresh.extend(grown);
             step.stop = Some(Verdict {
-                action,
+                action: Action::Block,
                 detections: fresh,
             });
             return;
@@ -579,6 +851,7 @@ mod tests {
                 "oll",
             ),
             (r#"{"model":"llama","response":"gen","done":false}"#, "gen"),
+            (r#"{"model":"llama","done":true,"eval_count":3}"#, ""),
             (r#"{"surprise":{"field":"hidden"}}"#, "hidden"),
             ("[DONE]", ""),
             ("plain text", "plain text"),
@@ -602,7 +875,7 @@ mod tests {
         }
         bytes.extend_from_slice(b"data: [DONE]\n\n");
         let mut parser = FrameParser::new(Framing::Sse);
-        let mut scanner = StreamScanner::new(mode, true);
+        let mut scanner = StreamScanner::new(Framing::Sse, mode, true);
         let mut out = Vec::new();
         let mut stopped = false;
         let mut feed = |chunk: &[u8], out: &mut Vec<u8>, stopped: &mut bool| {
@@ -683,7 +956,7 @@ mod tests {
     #[test]
     fn holdback_releases_while_streaming_and_buffer_does_not() {
         let policy = strict();
-        let mut scanner = StreamScanner::new(StreamMode::Holdback(16), true);
+        let mut scanner = StreamScanner::new(Framing::Sse, StreamMode::Holdback(16), true);
         let mut released = 0;
         for _ in 0..100 {
             let raw = chat_event("abcdefgh ");
@@ -691,7 +964,7 @@ mod tests {
             released += scanner.push(&policy, frame).release.len();
         }
         assert!(released > 90, "released {released} of 100 while streaming");
-        let mut scanner = StreamScanner::new(StreamMode::Buffer, true);
+        let mut scanner = StreamScanner::new(Framing::Sse, StreamMode::Buffer, true);
         for _ in 0..100 {
             let raw = chat_event("abcdefgh ");
             let frame = FrameParser::new(Framing::Sse).push(&raw).unwrap().remove(0);
@@ -706,7 +979,7 @@ mod tests {
         let answer = format!("ok {BAD} ok");
         let (seen, stopped) = run_stream(&policy, StreamMode::PassAndAlert, &[&answer], usize::MAX);
         assert!(!stopped && seen == answer);
-        let mut scanner = StreamScanner::new(StreamMode::Holdback(64), false);
+        let mut scanner = StreamScanner::new(Framing::Sse, StreamMode::Holdback(64), false);
         let frame = FrameParser::new(Framing::Sse)
             .push(&chat_event(&answer))
             .unwrap()
@@ -716,5 +989,221 @@ mod tests {
         step.alerts.extend(fin.alerts);
         assert!(step.stop.is_none() && fin.stop.is_none());
         assert!(!step.alerts.is_empty(), "audit still reports the detection");
+    }
+
+    fn masking() -> Policy {
+        let spec = serde_json::json!({
+            "appProtection": {"maliciousCode": {"action": "block"}},
+            "dataProtection": {
+                "pii": {"action": "mask", "types": ["creditCard", "email"]},
+                "secrets": {"action": "mask"},
+            },
+        });
+        Policy::from_spec("masking".into(), &serde_json::from_value(spec).unwrap()).unwrap()
+    }
+
+    /// Feeds `bytes` in two chunks cut at `split`; returns what the client received, whether the stream
+    /// was stopped, and the actions logged.
+    fn feed(
+        policy: &Policy,
+        framing: Framing,
+        mode: StreamMode,
+        bytes: &[u8],
+        split: usize,
+    ) -> (Vec<u8>, bool, Vec<Action>) {
+        let mut parser = FrameParser::new(framing);
+        let mut scanner = StreamScanner::new(framing, mode, true);
+        let (mut out, mut stopped, mut actions) = (Vec::new(), false, Vec::new());
+        let split = split.min(bytes.len());
+        let mut take = |step: Step, out: &mut Vec<u8>| {
+            for r in step.release {
+                out.extend_from_slice(&r);
+            }
+            actions.extend(step.alerts.iter().map(|d| d.action));
+            step.stop.is_some()
+        };
+        for chunk in [&bytes[..split], &bytes[split..]] {
+            for frame in parser.push(chunk).unwrap() {
+                stopped |= take(scanner.push(policy, frame), &mut out);
+            }
+        }
+        if let Some(last) = parser.finish() {
+            stopped |= take(scanner.push(policy, last), &mut out);
+        }
+        if !stopped {
+            stopped = take(scanner.finish(policy), &mut out);
+        }
+        (out, stopped, actions)
+    }
+
+    fn client_text(framing: Framing, out: &[u8]) -> String {
+        let mut p = FrameParser::new(framing);
+        let mut frames = p.push(out).unwrap();
+        frames.extend(p.finish());
+        frames.iter().map(|f| frame_text(&f.data)).collect()
+    }
+
+    #[test]
+    fn a_card_number_split_at_every_position_is_masked_in_the_stream() {
+        let policy = masking();
+        let answer = "Your card on file is 4111 1111 1111 1111 and it expires soon. Anything else?";
+        let card = answer.find("4111").unwrap();
+        let card_end = card + "4111 1111 1111 1111".len();
+        // What the non-streamed path produces for the same text.
+        let whole = policy.engine.scan(&[Segment {
+            text: answer,
+            source: Source::Assistant,
+        }]);
+        let spans: Vec<&Detection> = whole.detections.iter().collect();
+        let expected = policy.engine.mask(answer, &spans);
+        assert!(
+            !expected.contains("4111 1111 1111") && expected.ends_with("expires soon. Anything else?"),
+            "{expected}"
+        );
+        for mode in [
+            StreamMode::Holdback(32),
+            StreamMode::Holdback(4096),
+            StreamMode::Buffer,
+        ] {
+            for cut in card.saturating_sub(2)..=card_end + 1 {
+                let mut bytes = chat_event(&answer[..cut]);
+                bytes.extend(chat_event(&answer[cut..]));
+                bytes.extend_from_slice(b"data: [DONE]\n\n");
+                for split in [0, 9, usize::MAX] {
+                    let (out, stopped, actions) = feed(&policy, Framing::Sse, mode, &bytes, split);
+                    assert!(!stopped, "{mode:?} cut {cut}");
+                    assert_eq!(
+                        client_text(Framing::Sse, &out),
+                        expected,
+                        "{mode:?} cut {cut} split {split}"
+                    );
+                    assert!(actions.contains(&Action::Mask), "{mode:?} cut {cut}: {actions:?}");
+                    assert!(String::from_utf8_lossy(&out).ends_with("data: [DONE]\n\n"));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_secret_streamed_token_by_token_is_masked_whole() {
+        let policy = masking();
+        // 100 characters: longer than the 64-byte holdback. Scans run every 64 bytes or so, so the key is
+        // first found shorter (the detector accepts 48 characters) and grows in a later scan.
+        let key = "sk-proj-Zq8vN2kLmP4rT7wX1yB3cD5fG9hJ0aS6eU_iO-LqWe3Rt5Yu7Io9Pa1Sd3Fg5Hj7Kl9Zx2Cv4Bn6Mm8Qq0Ww2Ee4Rr6T";
+        assert_eq!(key.len(), 100);
+        for lead in 0..70 {
+            let answer = format!(
+                "{}Use this key: {key} in your config file, then restart the service. {}",
+                "Intro. ".repeat(10 + lead / 7),
+                "More text follows here. ".repeat(20)
+            );
+            let pieces: Vec<&str> = answer
+                .as_bytes()
+                .chunks(1 + lead % 4)
+                .map(|c| std::str::from_utf8(c).unwrap())
+                .collect();
+            let mut bytes = Vec::new();
+            for p in &pieces {
+                bytes.extend(chat_event(p));
+            }
+            for mode in [
+                StreamMode::Holdback(64),
+                StreamMode::Holdback(4096),
+                StreamMode::Buffer,
+            ] {
+                let (out, stopped, _) = feed(&policy, Framing::Sse, mode, &bytes, usize::MAX);
+                let seen = client_text(Framing::Sse, &out);
+                assert!(
+                    !stopped,
+                    "{mode:?} lead {lead}: {}",
+                    client_text(Framing::Sse, &out)
+                );
+                assert!(
+                    !seen.contains("Zq8vN2kLm") && !seen.contains("Ee4Rr6T"),
+                    "{mode:?} {lead}: {seen}"
+                );
+                assert!(
+                    seen.contains("Use this key: sk-proj-*") && seen.ends_with("More text follows here. "),
+                    "{mode:?}: {seen}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn masked_frames_keep_their_event_fields_and_framing() {
+        let policy = masking();
+        // Anthropic: `event:` lines stay; the text field is rewritten in the JSON.
+        let mut bytes = Vec::new();
+        for text in ["Write to jane.doe", "@example.com for help."] {
+            let data = serde_json::json!({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}});
+            bytes.extend(format!("event: content_block_delta\r\ndata: {data}\r\n\r\n").into_bytes());
+        }
+        bytes.extend_from_slice(b"event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n");
+        let (out, stopped, _) = feed(&policy, Framing::Sse, StreamMode::Holdback(4096), &bytes, 30);
+        let out = String::from_utf8(out).unwrap();
+        assert!(!stopped);
+        assert_eq!(out.matches("event: content_block_delta\n").count(), 2, "{out}");
+        assert!(
+            out.ends_with("event: message_stop\ndata: {\"type\":\"message_stop\"}\n\n"),
+            "{out}"
+        );
+        let seen = client_text(Framing::Sse, out.as_bytes());
+        assert!(
+            !seen.contains("jane.doe") && seen.contains("@example.com for help."),
+            "{seen}"
+        );
+        // Ollama NDJSON.
+        let mut bytes = Vec::new();
+        for text in ["Mail jane.doe@exa", "mple.com today."] {
+            bytes.extend(format!("{}\n", serde_json::json!({"model": "llama", "message": {"role": "assistant", "content": text}, "done": false})).into_bytes());
+        }
+        bytes.extend_from_slice(b"{\"model\":\"llama\",\"done\":true}\n");
+        let (out, stopped, _) = feed(&policy, Framing::Ndjson, StreamMode::Holdback(4096), &bytes, 5);
+        assert!(!stopped);
+        let seen = client_text(Framing::Ndjson, &out);
+        assert!(!seen.contains("jane.doe") && seen.ends_with("today."), "{seen}");
+        for line in String::from_utf8(out).unwrap().lines() {
+            serde_json::from_str::<Value>(line).unwrap();
+        }
+    }
+
+    #[test]
+    fn a_mask_over_text_already_sent_ends_the_stream() {
+        let policy = masking();
+        // Holdback of 8 bytes: the card's first digits leave before the number is complete.
+        let answer = "Card: 4111 1111 1111 1111 ok";
+        let pieces: Vec<&str> = answer
+            .as_bytes()
+            .chunks(1)
+            .map(|c| std::str::from_utf8(c).unwrap())
+            .collect();
+        let mut bytes = Vec::new();
+        for p in &pieces {
+            bytes.extend(chat_event(p));
+        }
+        let (out, stopped, _) = feed(&policy, Framing::Sse, StreamMode::Holdback(8), &bytes, usize::MAX);
+        let seen = client_text(Framing::Sse, &out);
+        assert!(stopped, "{seen}");
+        assert!(!seen.contains("1111 1111 1111"), "{seen}");
+    }
+
+    #[test]
+    fn pass_and_alert_logs_alert_not_mask_or_block() {
+        let policy = masking();
+        let answer = format!("card 4111 1111 1111 1111 and {BAD}");
+        let bytes = chat_event(&answer);
+        let (out, stopped, actions) = feed(
+            &policy,
+            Framing::Sse,
+            StreamMode::PassAndAlert,
+            &bytes,
+            usize::MAX,
+        );
+        assert!(!stopped && client_text(Framing::Sse, &out) == answer);
+        assert!(
+            !actions.is_empty() && actions.iter().all(|a| *a == Action::Alert),
+            "{actions:?}"
+        );
     }
 }

@@ -164,7 +164,7 @@ fn fuzz_stream_framing_is_lossless_and_the_scanner_never_panics() {
                     1 => StreamMode::Buffer,
                     _ => StreamMode::PassAndAlert,
                 };
-                let mut scanner = StreamScanner::new(mode, true);
+                let mut scanner = StreamScanner::new(framing, mode, true);
                 let mut framed = Vec::new();
                 let mut released = Vec::new();
                 let mut stopped = false;

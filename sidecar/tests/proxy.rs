@@ -417,6 +417,45 @@ async fn a_forbidden_string_split_across_stream_chunks_is_caught_at_every_split(
 }
 
 #[tokio::test]
+async fn personal_data_in_a_streamed_answer_is_masked_and_the_stream_goes_on() {
+    let set = PolicySet::standalone(
+        spec_policy(json!({"dataProtection": {"pii": {"action": "mask", "types": ["creditCard", "email"]}}})),
+        true,
+    );
+    let h = start_with(set, |_| {}).await;
+    let answer = "Sure. The card on file is 4111 1111 1111 1111; write to jane.doe@example.com to change it.";
+    let prompt = json!([{"role": "user", "content": "what card do I have?"}]);
+    for (path, body) in [
+        (
+            "/v1/chat/completions",
+            json!({"model": "m", "stream": true, "messages": prompt}),
+        ),
+        (
+            "/v1/messages",
+            json!({"model": "c", "stream": true, "max_tokens": 100, "messages": prompt}),
+        ),
+        ("/api/chat", json!({"model": "llama", "messages": prompt})),
+    ] {
+        for chunk in [1, 4, 7, 13] {
+            let (seen, error) = stream_through(&h, path, body.clone(), answer, chunk).await;
+            assert!(error.is_none(), "{path} chunk {chunk}: {error:?}");
+            assert_eq!(
+                seen,
+                "Sure. The card on file is **** **** **** 1111; write to j***@example.com to change it.",
+                "{path} chunk {chunk}"
+            );
+        }
+    }
+    let lines = h.log.lines().await;
+    assert_eq!(lines.len(), 12);
+    for line in &lines {
+        assert_eq!(line["direction"], "response", "{line}");
+        assert_eq!(line["action"], "mask", "{line}");
+        assert!(!line.to_string().contains("4111 1111"), "{line}");
+    }
+}
+
+#[tokio::test]
 async fn a_last_stream_frame_without_its_terminator_still_arrives() {
     for mode in ["passAndAlert", "holdback", "buffer"] {
         let set = PolicySet::standalone(spec_policy(json!({"streaming": {"mode": mode}})), true);

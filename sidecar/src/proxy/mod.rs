@@ -1041,7 +1041,7 @@ impl Proxy {
             self.metrics.open_streams.inc();
             let started = Instant::now();
             let mut parser = FrameParser::new(framing);
-            let mut scanner = StreamScanner::new(mode, ctx.enforce);
+            let mut scanner = StreamScanner::new(framing, mode, ctx.enforce);
             let mut scan_time = Duration::ZERO;
             let mut alerts: Vec<Decided> = Vec::new();
             let mut stop: Option<Verdict> = None;
