@@ -43,7 +43,7 @@ demo:
 	e2e/demo.sh
 
 ## bench: each benchmark prints its figures and the ratio to its peer. The operator benchmark starts its own
-## control plane (.airlock/bench, ports 16740–16751); the sidecar benchmark runs nginx as its floor (ports 18100–18113);
+## control plane (.airlock/bench, ports 16740–16751); the sidecar benchmark runs nginx as its floor (ports 18100–18114);
 ## the engine benchmark runs the same rules in Vectorscan (Debian's libvectorscan-dev) and RegexSet.
 bench:
 	bench/engine.sh

@@ -10,9 +10,13 @@
 #   - CPU per 1,000 requests (utime+stime of the proxy process), RSS idle and peak under load;
 #   - SSE time to first byte through the sidecar vs direct (median of 200 curl runs), with
 #     `passAndAlert` and with the default `holdback` (4096 bytes held back: a short answer's first byte
-#     leaves only when the stream ends, by design).
+#     leaves only when the stream ends, by design);
+#   - flood: one caller (callerKey header) floods a rate-limited sidecar at 4x the benchmark rate while
+#     another caller sends 1 KB prompts at 200 req/s; the second caller's latency alone vs under the
+#     flood (issue 5: the flood must not raise it by more than 2x).
 # Targets (issue 5): pass-through added p99 <= 1.5 x nginx's; 4 KB full scan adds <= 150 us p50 and
-# <= 400 us p99; RSS <= 20 MiB idle and <= 40 MiB at 1,000 req/s; SSE TTFT added <= 200 us. The script
+# <= 400 us p99; RSS <= 20 MiB idle and <= 40 MiB at 1,000 req/s; SSE TTFT added <= 200 us; flood
+# raises another caller's p50 and p99 by <= 2x. The script
 # prints figures and ratios; it does not fail on a target.
 set -euo pipefail
 
@@ -35,7 +39,7 @@ nginx_bin=$(command -v nginx || echo /usr/sbin/nginx)
 cargo build -q --release -p airlock-sidecar --bin airlock-sidecar --example stub_llm
 bin=${CARGO_TARGET_DIR:-$root/target}/release
 
-stub_port=18100 nginx_port=18101 pass_port=18102 scan_port=18103 sse_pass_port=18104 admin0=18110
+stub_port=18100 nginx_port=18101 pass_port=18102 scan_port=18103 sse_pass_port=18104 flood_port=18105 admin0=18110
 "$bin/examples/stub_llm" "127.0.0.1:$stub_port" >/dev/null 2>&1 &
 
 cat >"$work/nginx.conf" <<NGINX
@@ -65,6 +69,19 @@ NGINX
 
 printf 'apiVersion: airlock.dev/v1alpha1\nkind: AISecurityProfile\nmetadata: {name: empty}\nspec: {}\n' >"$work/empty.yaml"
 printf 'apiVersion: airlock.dev/v1alpha1\nkind: AISecurityProfile\nmetadata: {name: stream}\nspec:\n  streaming: {mode: passAndAlert}\n' >"$work/pass-alert.yaml"
+cat >"$work/flood.yaml" <<'YAML'
+apiVersion: airlock.dev/v1alpha1
+kind: AISecurityProfile
+metadata: {name: flood}
+spec:
+  appProtection:
+    promptInjection: {action: block}
+  dataProtection:
+    pii: {action: mask}
+  modelProtection:
+    callerKey: {source: header, headerName: x-caller}
+    rateLimit: {requestsPerMinute: 30000, burst: 500}
+YAML
 start_sidecar() { # port admin profile
   "$bin/airlock-sidecar" run --profile "$3" --upstream "http://127.0.0.1:$stub_port" --listen "127.0.0.1:$1" \
     --admin "127.0.0.1:$2" >/dev/null 2>&1 &
@@ -73,8 +90,9 @@ start_sidecar() { # port admin profile
 pass_pid=$(start_sidecar $pass_port $((admin0 + 1)) "$work/empty.yaml")
 scan_pid=$(start_sidecar $scan_port $((admin0 + 2)) strict)
 sse_pid=$(start_sidecar $sse_pass_port $((admin0 + 3)) "$work/pass-alert.yaml")
-pids+=("$pass_pid" "$scan_pid" "$sse_pid")
-for port in $stub_port $nginx_port $pass_port $scan_port $sse_pass_port; do
+flood_pid=$(start_sidecar $flood_port $((admin0 + 4)) "$work/flood.yaml")
+pids+=("$pass_pid" "$scan_pid" "$sse_pid" "$flood_pid")
+for port in $stub_port $nginx_port $pass_port $scan_port $sse_pass_port $flood_port; do
   for _ in $(seq 1 100); do curl -s -o /dev/null "http://127.0.0.1:$port/_last" && break; sleep 0.1; done
 done
 sleep 0.5
@@ -140,6 +158,25 @@ ttfb_direct=$(ttfb $stub_port)
 ttfb_pass=$(ttfb $sse_pass_port)
 ttfb_hold=$(ttfb $scan_port)
 
+# Flood: the victim (200 req/s, 4 connections) alone, then with a flooding caller at 4x the rate.
+victim() {
+  oha --no-tui --output-format json -z "${secs}s" -c 4 -q 200 -m POST -H 'content-type: application/json' \
+    -H 'x-caller: victim' -D "$work/chat-1024.json" "http://127.0.0.1:$flood_port/v1/chat/completions" |
+    python3 -c 'import json,sys; d=json.load(sys.stdin); p=d["latencyPercentiles"]; s=d["statusCodeDistribution"]; print(p["p50"]*1e6, p["p99"]*1e6, sum(s.values()), s.get("200", 0))'
+}
+read -r victim_p50 victim_p99 victim_n victim_ok <<<"$(victim)"
+oha --no-tui --output-format json -z "$((secs + 2))s" -c 32 -q $((rate * 4)) -m POST -H 'content-type: application/json' \
+  -H 'x-caller: flooder' -D "$work/chat-1024.json" "http://127.0.0.1:$flood_port/v1/chat/completions" >"$work/flood.json" &
+flood_gen=$!
+sleep 1
+read -r flooded_p50 flooded_p99 flooded_n flooded_ok <<<"$(victim)"
+wait "$flood_gen"
+flood_stats=$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); s=d["statusCodeDistribution"]; n=sum(s.values()); print(n, s.get("429", 0))' "$work/flood.json")
+read -r flood_n flood_429 <<<"$flood_stats"
+if [[ $victim_ok != "$victim_n" || $flooded_ok != "$flooded_n" ]]; then
+  echo "[bench] flood: the victim was refused: $victim_ok of $victim_n alone, $flooded_ok of $flooded_n under the flood answered 200" >&2
+fi
+
 added() { python3 -c "print(f'{max(float(\"$1\") - float(\"$2\"), 0):.0f}')"; }
 echo
 echo "Sidecar benchmark: ${secs}s per run at $rate req/s, 16 keep-alive connections, same stub upstream"
@@ -160,3 +197,10 @@ print(f"4 KB full scan added: p50 {max(s50 - d50, 0):.0f} us (target <= 150), p9
 PY
 echo "sidecar RSS: idle $rss_idle MiB (target <= 20), peak under load $rss_peak MiB (target <= 40)"
 echo "SSE time to first byte: direct $ttfb_direct us; passAndAlert +$(added "$ttfb_pass" "$ttfb_direct") us (target <= 200); holdback 4096 +$(added "$ttfb_hold" "$ttfb_direct") us (short answers are held to the end of the stream)"
+python3 - "$victim_p50" "$victim_p99" "$flooded_p50" "$flooded_p99" "$flood_n" "$flood_429" "$secs" "$rate" <<'PY'
+import sys
+a50, a99, f50, f99, n, refused, secs, rate = map(float, sys.argv[1:])
+print(f"flood: another caller's latency alone p50 {a50:.0f} us / p99 {a99:.0f} us; while one caller floods at "
+      f"{4 * rate:.0f} req/s ({n / (secs + 2):.0f} req/s sent, {refused / max(n, 1):.0%} refused with 429): "
+      f"p50 {f50:.0f} us ({f50 / max(a50, 1):.2f} x), p99 {f99:.0f} us ({f99 / max(a99, 1):.2f} x) (target <= 2 x)")
+PY

@@ -5,7 +5,6 @@
 //! block of model output (where it is about to be copied and run) and drop in prose.
 
 use aho_corasick::AhoCorasick;
-use regex::Regex;
 
 use super::normalize::Normalized;
 use super::scan::Finding;
@@ -19,13 +18,13 @@ const SPECS: &[Spec] = &[
     (
         "code.download_exec",
         0.85,
-        r"(?-u:\b)(?:curl|wget)(?-u:\b)[^\n|]{0,300}\|\s*(?:sudo\s+(?:-\S+\s+)*)?(?:ba|z|k|da|fi)?sh(?-u:\b)",
+        r"(?-u:\b)(?:curl|wget)(?-u:\b)(?-u:[^\n|]){0,300}\|\s*(?:sudo\s+(?:-\S+\s+)*)?(?:ba|z|k|da|fi)?sh(?-u:\b)",
         &["curl", "wget"],
     ),
     (
         "code.download_exec",
         0.85,
-        r"(?-u:\b)(?:curl|wget)(?-u:\b)[^\n|]{0,300}\|\s*(?:sudo\s+)?(?:python[0-9.]*|perl|ruby|node|php)(?-u:\b)",
+        r"(?-u:\b)(?:curl|wget)(?-u:\b)(?-u:[^\n|]){0,300}\|\s*(?:sudo\s+)?(?:python[0-9.]*|perl|ruby|node|php)(?-u:\b)",
         &["curl", "wget"],
     ),
     (
@@ -37,37 +36,37 @@ const SPECS: &[Spec] = &[
     (
         "code.download_exec",
         0.9,
-        r"(?-u:\b)(?:iwr|irm|invoke-webrequest|invoke-restmethod|wget|curl)(?-u:\b)[^\n|]{0,300}\|\s*(?:iex|invoke-expression)(?-u:\b)",
+        r"(?-u:\b)(?:iwr|irm|invoke-webrequest|invoke-restmethod|wget|curl)(?-u:\b)(?-u:[^\n|]){0,300}\|\s*(?:iex|invoke-expression)(?-u:\b)",
         &["iex", "invoke-expression"],
     ),
     (
         "code.download_exec",
         0.9,
-        r"(?-u:\b)(?:iex|invoke-expression)(?-u:\b)[^\n]{0,60}new-object\s+(?:system\.)?net\.webclient\)?\s*\.\s*download(?:string|data|file)",
+        r"(?-u:\b)(?:iex|invoke-expression)(?-u:\b)(?-u:[^\n]){0,60}new-object\s+(?:system\.)?net\.webclient\)?\s*\.\s*download(?:string|data|file)",
         &["webclient"],
     ),
     (
         "code.download_exec",
         0.85,
-        r"(?-u:\b)new-object\s+(?:system\.)?net\.webclient\)?\s*\.\s*downloadstring\([^\n]{0,300}\)[^\n]{0,20}\|\s*(?:iex|invoke-expression)",
+        r"(?-u:\b)new-object\s+(?:system\.)?net\.webclient\)?\s*\.\s*downloadstring\((?-u:[^\n]){0,300}\)(?-u:[^\n]){0,20}\|\s*(?:iex|invoke-expression)",
         &["webclient"],
     ),
     (
         "code.download_exec",
         0.8,
-        r"(?-u:\b)(?:curl|wget)(?-u:\b)[^\n;&|]{0,300}\s(?:-o|--output|-o-)\s*\S+[^\n]{0,40}(?:&&|;)\s*(?:sudo\s+)?(?:chmod\s+\+x|(?:ba)?sh\s|\./)",
+        r"(?-u:\b)(?:curl|wget)(?-u:\b)(?-u:[^\n;&|]){0,300}\s(?:-o|--output|-o-)\s*\S+(?-u:[^\n]){0,40}(?:&&|;)\s*(?:sudo\s+)?(?:chmod\s+\+x|(?:ba)?sh\s|\./)",
         &["chmod", "&&", ";"],
     ),
     (
         "code.download_exec",
         0.85,
-        r"(?-u:\b)certutil(?:\.exe)?(?-u:\b)[^\n]{0,100}-urlcache(?-u:\b)",
+        r"(?-u:\b)certutil(?:\.exe)?(?-u:\b)(?-u:[^\n]){0,100}-urlcache(?-u:\b)",
         &["certutil"],
     ),
     (
         "code.download_exec",
         0.85,
-        r"(?-u:\b)(?:mshta(?:\.exe)?\s+https?:|regsvr32(?:\.exe)?(?-u:\b)[^\n]{0,100}/i:https?:|bitsadmin(?-u:\b)[^\n]{0,100}/transfer)",
+        r"(?-u:\b)(?:mshta(?:\.exe)?\s+https?:|regsvr32(?:\.exe)?(?-u:\b)(?-u:[^\n]){0,100}/i:https?:|bitsadmin(?-u:\b)(?-u:[^\n]){0,100}/transfer)",
         &["mshta", "regsvr32", "bitsadmin"],
     ),
     (
@@ -85,43 +84,43 @@ const SPECS: &[Spec] = &[
     (
         "code.reverse_shell",
         0.9,
-        r"(?-u:\b)(?:nc|ncat|netcat)(?:\.exe)?(?-u:\b)[^\n]{0,100}\s(?:-e|-c|--exec|--sh-exec)\s*(?:/bin/)?(?:ba|z)?sh(?-u:\b)",
+        r"(?-u:\b)(?:nc|ncat|netcat)(?:\.exe)?(?-u:\b)(?-u:[^\n]){0,100}\s(?:-e|-c|--exec|--sh-exec)\s*(?:/bin/)?(?:ba|z)?sh(?-u:\b)",
         &["nc", "netcat"],
     ),
     (
         "code.reverse_shell",
         0.9,
-        r"(?-u:\b)mkfifo(?-u:\b)[^\n]{0,100}(?-u:\b)(?:nc|ncat|netcat)(?-u:\b)",
+        r"(?-u:\b)mkfifo(?-u:\b)(?-u:[^\n]){0,100}(?-u:\b)(?:nc|ncat|netcat)(?-u:\b)",
         &["mkfifo"],
     ),
     (
         "code.reverse_shell",
         0.9,
-        r"socket\.socket\([^\n]{0,400}\.connect\(\([^\n]{0,400}(?:os\.dup2|pty\.spawn|subprocess\.call)",
+        r"socket\.socket\((?-u:[^\n]){0,400}\.connect\(\((?-u:[^\n]){0,400}(?:os\.dup2|pty\.spawn|subprocess\.call)",
         &["socket.socket"],
     ),
     (
         "code.reverse_shell",
         0.85,
-        r"(?s)socket\.socket\(.{0,300}\.connect\(.{0,300}os\.dup2\(.{0,300}(?:pty\.spawn|/bin/(?:ba)?sh)",
+        r"(?s)socket\.socket\((?s-u:.){0,300}\.connect\((?s-u:.){0,300}os\.dup2\((?s-u:.){0,300}(?:pty\.spawn|/bin/(?:ba)?sh)",
         &["os.dup2"],
     ),
     (
         "code.reverse_shell",
         0.9,
-        r"(?-u:\b)socat(?-u:\b)[^\n]{0,200}(?-u:\b)exec:[^\n]{0,40}(?:ba)?sh",
+        r"(?-u:\b)socat(?-u:\b)(?-u:[^\n]){0,200}(?-u:\b)exec:(?-u:[^\n]){0,40}(?:ba)?sh",
         &["socat"],
     ),
     (
         "code.reverse_shell",
         0.9,
-        r"new-object\s+(?:system\.)?net\.sockets\.tcpclient\([^\n]{0,200}\)[^\n]{0,400}(?:getstream|iex|invoke-expression)",
+        r"new-object\s+(?:system\.)?net\.sockets\.tcpclient\((?-u:[^\n]){0,200}\)(?-u:[^\n]){0,400}(?:getstream|iex|invoke-expression)",
         &["tcpclient"],
     ),
     (
         "code.reverse_shell",
         0.9,
-        r"(?-u:\b)fsockopen\([^\n]{0,200}\)[^\n]{0,200}(?:exec|shell_exec|system|proc_open)\(",
+        r"(?-u:\b)fsockopen\((?-u:[^\n]){0,200}\)(?-u:[^\n]){0,200}(?:exec|shell_exec|system|proc_open)\(",
         &["fsockopen"],
     ),
     (
@@ -133,19 +132,19 @@ const SPECS: &[Spec] = &[
     (
         "code.encoded_powershell",
         0.85,
-        r"(?-u:\b)(?:powershell|pwsh)(?:\.exe)?(?-u:\b)[^\n]{0,120}\s[-/](?:e|ec|en|enc|enco|encod|encode|encoded|encodedc\w*)\s+[a-z0-9+/=]{20,}",
+        r"(?-u:\b)(?:powershell|pwsh)(?:\.exe)?(?-u:\b)(?-u:[^\n]){0,120}\s[-/](?:e|ec|en|enc|enco|encod|encode|encoded|encodedc\w*)\s+[a-z0-9+/=]{20,}",
         &["powershell", "pwsh"],
     ),
     (
         "code.encoded_powershell",
         0.7,
-        r"(?-u:\b)(?:powershell|pwsh)(?:\.exe)?(?-u:\b)[^\n]{0,200}-(?:w|window|windowstyle)\s+hidden[^\n]{0,200}-(?:nop|noprofile|exec|executionpolicy)",
+        r"(?-u:\b)(?:powershell|pwsh)(?:\.exe)?(?-u:\b)(?-u:[^\n]){0,200}-(?:w|window|windowstyle)\s+hidden(?-u:[^\n]){0,200}-(?:nop|noprofile|exec|executionpolicy)",
         &["hidden"],
     ),
     (
         "code.credential_theft",
         0.85,
-        r"(?-u:\b)(?:cat|type|more|less|head|tail|cp|scp|base64|xxd|strings|get-content|gc)(?-u:\b)[^\n|;]{0,60}(?:\.aws/credentials|\.aws/config|/etc/shadow|\.ssh/id_(?:rsa|dsa|ecdsa|ed25519)(?-u:\b)(?:[^.]|$)|\.kube/config|\.docker/config\.json|\.git-credentials|\.netrc|\.npmrc|\.pypirc)",
+        r"(?-u:\b)(?:cat|type|more|less|head|tail|cp|scp|base64|xxd|strings|get-content|gc)(?-u:\b)(?-u:[^\n|;]){0,60}(?:\.aws/credentials|\.aws/config|/etc/shadow|\.ssh/id_(?:rsa|dsa|ecdsa|ed25519)(?-u:\b)(?:[^.]|$)|\.kube/config|\.docker/config\.json|\.git-credentials|\.netrc|\.npmrc|\.pypirc)",
         &[
             "credentials",
             "shadow",
@@ -162,13 +161,13 @@ const SPECS: &[Spec] = &[
     (
         "code.credential_theft",
         0.9,
-        r"(?-u:\b)(?:curl|wget|nc|scp)(?-u:\b)[^\n]{0,200}(?:@|<\s*|--data-binary\s+@?|--upload-file\s+|-f\s+\S+=@)\s*(?:~|\$home)?/?(?:\.aws/credentials|\.ssh/id_\w+|/etc/(?:shadow|passwd)|\.kube/config|\.env(?-u:\b))",
+        r"(?-u:\b)(?:curl|wget|nc|scp)(?-u:\b)(?-u:[^\n]){0,200}(?:@|<\s*|--data-binary\s+@?|--upload-file\s+|-f\s+\S+=@)\s*(?:~|\$home)?/?(?:\.aws/credentials|\.ssh/id_\w+|/etc/(?:shadow|passwd)|\.kube/config|\.env(?-u:\b))",
         &["credentials", ".ssh/id_", "/etc/", ".kube/config", ".env"],
     ),
     (
         "code.credential_theft",
         0.9,
-        r"(?-u:\b)mimikatz(?-u:\b)|sekurlsa::|lsadump::|(?-u:\b)procdump(?:64)?(?:\.exe)?(?-u:\b)[^\n]{0,80}(?-u:\b)lsass(?-u:\b)|comsvcs(?:\.dll)?[^\n]{0,40}minidump|(?-u:\b)reg(?:\.exe)?\s+save\s+hklm\\(?:sam|system|security)(?-u:\b)",
+        r"(?-u:\b)mimikatz(?-u:\b)|sekurlsa::|lsadump::|(?-u:\b)procdump(?:64)?(?:\.exe)?(?-u:\b)(?-u:[^\n]){0,80}(?-u:\b)lsass(?-u:\b)|comsvcs(?:\.dll)?(?-u:[^\n]){0,40}minidump|(?-u:\b)reg(?:\.exe)?\s+save\s+hklm\\(?:sam|system|security)(?-u:\b)",
         &[
             "mimikatz",
             "sekurlsa::",
@@ -181,7 +180,7 @@ const SPECS: &[Spec] = &[
     (
         "code.credential_theft",
         0.85,
-        r"169\.254\.169\.254/latest/meta-data/iam/security-credentials|metadata\.google\.internal/computemetadata/v1/instance/service-accounts/[^\s]*/token|(?-u:\b)security\s+(?:find-generic-password|dump-keychain)(?-u:\b)[^\n]{0,40}(?:-w|-d|-g)(?-u:\b)|(?-u:\b)lazagne(?-u:\b)",
+        r"169\.254\.169\.254/latest/meta-data/iam/security-credentials|metadata\.google\.internal/computemetadata/v1/instance/service-accounts/[^\s]*/token|(?-u:\b)security\s+(?:find-generic-password|dump-keychain)(?-u:\b)(?-u:[^\n]){0,40}(?:-w|-d|-g)(?-u:\b)|(?-u:\b)lazagne(?-u:\b)",
         &[
             "security-credentials",
             "metadata.google.internal",
@@ -199,25 +198,25 @@ const SPECS: &[Spec] = &[
     (
         "code.destructive",
         0.9,
-        r"(?-u:\b)rm\s+[^\n]{0,40}--no-preserve-root",
+        r"(?-u:\b)rm\s+(?-u:[^\n]){0,40}--no-preserve-root",
         &["no-preserve-root"],
     ),
     (
         "code.destructive",
         0.9,
-        r"(?-u:\b)mkfs(?:\.[a-z0-9]+)?\s+(?:-[a-z]+\s+)*/dev/|(?-u:\b)wipefs\s+-a(?-u:\b)[^\n]{0,20}/dev/|(?-u:\b)shred(?-u:\b)[^\n]{0,60}/dev/(?:sd|nvme|hd|disk|mmcblk)",
+        r"(?-u:\b)mkfs(?:\.[a-z0-9]+)?\s+(?:-[a-z]+\s+)*/dev/|(?-u:\b)wipefs\s+-a(?-u:\b)(?-u:[^\n]){0,20}/dev/|(?-u:\b)shred(?-u:\b)(?-u:[^\n]){0,60}/dev/(?:sd|nvme|hd|disk|mmcblk)",
         &["mkfs", "wipefs", "shred"],
     ),
     (
         "code.destructive",
         0.9,
-        r"(?-u:\b)dd(?-u:\b)[^\n]{0,120}(?-u:\b)of=/dev/(?:sd[a-z]|nvme\d|hd[a-z]|disk\d|mmcblk\d|xvd[a-z]|vd[a-z])|>\s*/dev/(?:sd[a-z]|nvme\dn\d)(?-u:\b)",
+        r"(?-u:\b)dd(?-u:\b)(?-u:[^\n]){0,120}(?-u:\b)of=/dev/(?:sd[a-z]|nvme\d|hd[a-z]|disk\d|mmcblk\d|xvd[a-z]|vd[a-z])|>\s*/dev/(?:sd[a-z]|nvme\dn\d)(?-u:\b)",
         &["of=/dev/", "/dev/sd", "/dev/nvme"],
     ),
     (
         "code.destructive",
         0.9,
-        r":\(\)\s*\{\s*:\s*\|\s*:\s*&\s*\}\s*;\s*:|(?-u:\b)format(?:\.com)?\s+[c-z]:(?:\s|$|/)|(?-u:\b)del\s+(?:/[fsq]\s+){1,3}[c-z]:\\(?:\*|windows|\s|$)|(?-u:\b)rd\s+/s\s+/q\s+[c-z]:\\(?:\s|$|windows)|(?-u:\b)vssadmin(?:\.exe)?\s+delete\s+shadows|(?-u:\b)chmod\s+-r\s+(?:000|777)\s+/(?:\s|$)|(?-u:\b)drop\s+database(?-u:\b)|(?-u:\b)diskpart(?-u:\b)[^\n]{0,40}(?-u:\b)clean(?-u:\b)",
+        r":\(\)\s*\{\s*:\s*\|\s*:\s*&\s*\}\s*;\s*:|(?-u:\b)format(?:\.com)?\s+[c-z]:(?:\s|$|/)|(?-u:\b)del\s+(?:/[fsq]\s+){1,3}[c-z]:\\(?:\*|windows|\s|$)|(?-u:\b)rd\s+/s\s+/q\s+[c-z]:\\(?:\s|$|windows)|(?-u:\b)vssadmin(?:\.exe)?\s+delete\s+shadows|(?-u:\b)chmod\s+-r\s+(?:000|777)\s+/(?:\s|$)|(?-u:\b)drop\s+database(?-u:\b)|(?-u:\b)diskpart(?-u:\b)(?-u:[^\n]){0,40}(?-u:\b)clean(?-u:\b)",
         &[
             ":(){",
             "format",
@@ -238,7 +237,7 @@ const SPECS: &[Spec] = &[
     (
         "code.obfuscated_js",
         0.85,
-        r"(?-u:\b)(?:new\s+)?function\s*\(\s*(?:[\x22'][^\x22'\n]{0,500}[\x22']|atob\s*\([^\n]{0,500}\))\s*\)\s*\(\s*\)",
+        r"(?-u:\b)(?:new\s+)?function\s*\(\s*(?:[\x22'](?-u:[^\x22'\n]){0,500}[\x22']|atob\s*\((?-u:[^\n]){0,500}\))\s*\)\s*\(\s*\)",
         &["function"],
     ),
     (
@@ -259,7 +258,7 @@ const SPECS: &[Spec] = &[
 struct Rule {
     detector: &'static str,
     score: f32,
-    regex: Regex,
+    regex: regex::bytes::Regex,
     anchors: Vec<usize>,
 }
 
@@ -276,7 +275,9 @@ impl CodeDetector {
         let mut rules = Vec::new();
         for &(detector, score, pattern, literals) in SPECS {
             // Built-in patterns; a failure is a bug caught by the unit tests, never a runtime error.
-            let Ok(regex) = Regex::new(pattern) else { continue };
+            let Some(regex) = super::byte_regex(pattern) else {
+                continue;
+            };
             let ids = super::intern_anchors(&mut anchors, literals);
             rules.push(Rule {
                 detector,
@@ -293,7 +294,7 @@ impl CodeDetector {
     }
 
     pub(crate) fn patterns(&self, out: &mut Vec<String>) {
-        out.extend(self.rules.iter().map(|r| r.regex.as_str().to_string()));
+        out.extend(self.rules.iter().map(|r| super::peer_pattern(r.regex.as_str())));
     }
 
     pub(crate) fn detect(&self, n: &Normalized, source: Source, out: &mut Vec<Finding>) {
@@ -309,19 +310,20 @@ impl CodeDetector {
             if !rule.anchors.iter().any(|&a| seen[a]) {
                 continue;
             }
-            for m in rule.regex.find_iter(text) {
+            for m in rule.regex.find_iter(text.as_bytes()) {
                 if found >= MAX_FINDINGS {
                     return;
                 }
-                let in_fence = fences.iter().any(|&(s, e)| s <= m.start() && m.end() <= e);
-                let in_inline = inline_code(text, m.start(), m.end());
+                let (start, end) = super::char_span(text, m.start(), m.end());
+                let in_fence = fences.iter().any(|&(s, e)| s <= start && end <= e);
+                let in_inline = inline_code(text, start, end);
                 let score = match (in_fence || in_inline, source) {
                     (true, Source::Assistant | Source::Tool) => rule.score + 0.1,
                     (true, _) => rule.score,
                     (false, Source::Assistant | Source::Tool | Source::Document) => rule.score - 0.05,
                     (false, _) => rule.score - 0.1,
                 };
-                let (s, e) = n.to_original(m.start(), m.end());
+                let (s, e) = n.to_original(start, end);
                 out.push(Finding::new(Category::Code, rule.detector, score, s, e));
                 found += 1;
             }
@@ -381,7 +383,7 @@ mod tests {
     #[test]
     fn all_specs_compile() {
         for s in SPECS {
-            assert!(Regex::new(s.2).is_ok(), "{}", s.2);
+            assert!(super::super::byte_regex(s.2).is_some(), "{}", s.2);
         }
     }
 

@@ -10,8 +10,6 @@
 //!
 //! Re-fitting the weights: see `data/README.md`.
 
-use regex::Regex;
-
 use super::normalize::{Normalized, fold_phrase};
 use super::phrases::{self, PhraseHit, PhraseSet};
 use super::scan::Finding;
@@ -106,9 +104,9 @@ pub(crate) struct Injection {
     set: Option<PhraseSet>,
     weights: Vec<(Signal, f32)>,
     threshold: f32,
-    exfil_image: Option<Regex>,
-    exfil_link: Option<Regex>,
-    md_comment: Option<Regex>,
+    exfil_image: Option<regex::bytes::Regex>,
+    exfil_link: Option<regex::bytes::Regex>,
+    md_comment: Option<regex::bytes::Regex>,
 }
 
 impl Injection {
@@ -135,13 +133,13 @@ impl Injection {
             set: PhraseSet::new(&parsed).ok(),
             weights,
             threshold,
-            exfil_image: Regex::new(r"!\[[^\]\n]{0,200}\]\(\s*(?:https?:)?//[^\s)?]{1,300}\?[^)\n]{0,400}=[^)\n]{0,400}\)")
-                .ok(),
-            exfil_link: Regex::new(
-                r"\]\(\s*(?:https?:)?//[^\s)]{1,300}\?[^\s)]{0,300}=\s*(?:\{|\[|<|\$|%7b|%5b|%3c)[^\s)]{0,300}\)",
-            )
-            .ok(),
-            md_comment: Regex::new(r"(?m)^\s*\[//\]:\s*#\s*[(\x22'][^\n]{0,2000}").ok(),
+            exfil_image: super::byte_regex(
+                r"!\[(?-u:[^\]\n]){0,200}\]\(\s*(?:https?:)?//(?-u:[^\s)?]){1,300}\?(?-u:[^)\n]){0,400}=(?-u:[^)\n]){0,400}\)",
+            ),
+            exfil_link: super::byte_regex(
+                r"\]\(\s*(?:https?:)?//(?-u:[^\s)]){1,300}\?(?-u:[^\s)]){0,300}=\s*(?:\{|\[|<|\$|%7b|%5b|%3c)(?-u:[^\s)]){0,300}\)",
+            ),
+            md_comment: super::byte_regex(r"(?m)^\s*\[//\]:\s*#\s*[(\x22'](?-u:[^\n]){0,2000}"),
         }
     }
 
@@ -150,7 +148,12 @@ impl Injection {
             out.extend(set.as_regexes());
         }
         let structural = [&self.exfil_image, &self.exfil_link, &self.md_comment];
-        out.extend(structural.into_iter().flatten().map(|r| r.as_str().to_string()));
+        out.extend(
+            structural
+                .into_iter()
+                .flatten()
+                .map(|r| super::peer_pattern(r.as_str())),
+        );
     }
 
     /// Appends findings for one text. Returns `true` when matching was cut short.
@@ -239,24 +242,30 @@ impl Injection {
                 break;
             }
         }
+        // Byte regexes (see `byte_regex`): spans are widened to character boundaries.
+        let span = |m: regex::bytes::Match<'_>| super::char_span(text, m.start(), m.end());
         if let Some(re) = &self.md_comment
-            && let Some(m) = re
-                .find_iter(text)
-                .find(|m| instruction_like(&n.leet[m.start()..m.end()]))
+            && let Some((start, end)) = re
+                .find_iter(text.as_bytes())
+                .map(span)
+                .find(|&(start, end)| n.leet.get(start..end).is_some_and(instruction_like))
         {
-            evidence.push((Signal::Indirect, 0.6, m.start(), m.end(), HIDDEN));
+            evidence.push((Signal::Indirect, 0.6, start, end, HIDDEN));
         }
         if let Some(re) = &self.exfil_image {
-            for m in re.find_iter(text).take(8) {
-                let url = m.as_str();
-                let w = if carries_data(url) { 0.85 } else { 0.35 };
-                evidence.push((Signal::Exfil, w, m.start(), m.end(), EXFIL));
+            for (start, end) in re.find_iter(text.as_bytes()).take(8).map(span) {
+                let w = if carries_data(&text[start..end]) {
+                    0.85
+                } else {
+                    0.35
+                };
+                evidence.push((Signal::Exfil, w, start, end, EXFIL));
             }
         }
         if let Some(re) = &self.exfil_link
-            && let Some(m) = re.find(text)
+            && let Some((start, end)) = re.find(text.as_bytes()).map(span)
         {
-            evidence.push((Signal::Exfil, 0.7, m.start(), m.end(), EXFIL));
+            evidence.push((Signal::Exfil, 0.7, start, end, EXFIL));
         }
     }
 }

@@ -6,7 +6,7 @@
 
 use aho_corasick::AhoCorasick;
 use base64::Engine as _;
-use regex::Regex;
+use regex::bytes::Regex;
 
 use super::scan::{Budget, Finding};
 use super::{Category, DlpConfig, SecretType};
@@ -16,6 +16,8 @@ enum Check {
     None,
     Jwt,
     Entropy,
+    /// The match is a PEM header: the span runs to the matching footer (see [`pem_end`]).
+    PemBody,
 }
 
 #[derive(Debug)]
@@ -32,6 +34,7 @@ struct Rule {
 #[derive(Debug)]
 pub(crate) struct Secrets {
     prefilter: Option<AhoCorasick>,
+    pem_footer: Option<Regex>,
     anchor_count: usize,
     rules: Vec<Rule>,
 }
@@ -46,6 +49,15 @@ type Spec = (
     &'static [&'static str],
 );
 
+/// A PEM private key's header; the footer is found by [`pem_end`].
+const PEM_HEADER: &str = r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----";
+/// A PEM private key's footer.
+const PEM_FOOTER: &str = r"-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----";
+/// Longest PEM body searched for its footer.
+const PEM_MAX_BODY: usize = 8192;
+/// The whole PEM rule as one regex, as peers (`regex::Regex`, Vectorscan) run it.
+const PEM_PEER: &str = r"(?s)(-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----.{0,8192}?(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\z))";
+
 const SPECS: &[Spec] = &[
     (
         SecretType::Aws,
@@ -59,7 +71,7 @@ const SPECS: &[Spec] = &[
     (
         SecretType::Aws,
         "secret.aws_secret_key",
-        r#"(?i)aws.{0,30}(?:secret|private).{0,30}?[=:]\s*["']?([A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+=]|$)"#,
+        r#"(?i)aws(?-u:[^\n]){0,30}(?:secret|private)(?-u:[^\n]){0,30}?[=:]\s*["']?([A-Za-z0-9/+]{40})(?:[^A-Za-z0-9/+=]|$)"#,
         1,
         0.9,
         Check::Entropy,
@@ -86,7 +98,7 @@ const SPECS: &[Spec] = &[
     (
         SecretType::Azure,
         "secret.azure_storage_key",
-        r"(?i)AccountKey=([A-Za-z0-9+/]{86}==)",
+        r"(?i:accountkey)=([A-Za-z0-9+/]{86}==)",
         1,
         0.95,
         Check::None,
@@ -95,7 +107,7 @@ const SPECS: &[Spec] = &[
     (
         SecretType::Azure,
         "secret.azure_sas",
-        r"[?&]sv=\d{4}-\d{2}-\d{2}[^\s\x22'<>]{0,400}?[?&]sig=([A-Za-z0-9%+/]{30,}(?:=|%3[Dd]){0,2})",
+        r"[?&]sv=[0-9]{4}-[0-9]{2}-[0-9]{2}(?-u:[^\s\x22'<>]){0,400}?[?&]sig=([A-Za-z0-9%+/]{30,}(?:=|%3[Dd]){0,2})",
         1,
         0.9,
         Check::None,
@@ -185,7 +197,7 @@ const SPECS: &[Spec] = &[
     (
         SecretType::Anthropic,
         "secret.anthropic_key",
-        r"(?-u:\b)(sk-ant-(?:api|admin)\d{2}-[A-Za-z0-9_-]{32,})",
+        r"(?-u:\b)(sk-ant-(?:api|admin)[0-9]{2}-[A-Za-z0-9_-]{32,})",
         1,
         0.95,
         Check::None,
@@ -212,16 +224,16 @@ const SPECS: &[Spec] = &[
     (
         SecretType::PrivateKey,
         "secret.private_key",
-        r"(?s)(-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----.{0,8192}?(?:-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----|\z))",
-        1,
+        PEM_HEADER,
+        0,
         0.98,
-        Check::None,
+        Check::PemBody,
         &["private key"],
     ),
     (
         SecretType::GenericAssignment,
         "secret.generic_assignment",
-        r#"(?i)(?-u:\b)(?:password|passwd|pwd|passphrase|secret|secret[_-]?key|client[_-]?secret|api[_-]?key|apikey|api[_-]?token|access[_-]?token|auth[_-]?token|private[_-]?key|token|credentials?|db[_-]?pass(?:word)?)["']?\s*(?:=|:|=>|:=)\s*["'`]?([^\s"'`,;]{8,200})"#,
+        r#"(?i)(?-u:\b)(?:password|passwd|pwd|passphrase|secret|secret[_-]?key|client[_-]?secret|api[_-]?key|apikey|api[_-]?token|access[_-]?token|auth[_-]?token|private[_-]?key|token|credentials?|db[_-]?pass(?:word)?)["']?\s*(?:=|:|=>|:=)\s*["'`]?((?-u:[^\s"'`,;]){8,200})"#,
         1,
         0.85,
         Check::Entropy,
@@ -238,7 +250,9 @@ impl Secrets {
                 continue;
             }
             // Built-in patterns; a failure is a bug caught by the unit tests, never a runtime error.
-            let Ok(regex) = Regex::new(pattern) else { continue };
+            let Some(regex) = super::byte_regex(pattern) else {
+                continue;
+            };
             let ids = super::intern_anchors(&mut anchors, literals);
             rules.push(Rule {
                 detector,
@@ -255,13 +269,17 @@ impl Secrets {
             .ok();
         Secrets {
             prefilter,
+            pem_footer: super::byte_regex(PEM_FOOTER),
             anchor_count: anchors.len(),
             rules,
         }
     }
 
     pub(crate) fn patterns(&self, out: &mut Vec<String>) {
-        out.extend(self.rules.iter().map(|r| r.regex.as_str().to_string()));
+        out.extend(self.rules.iter().map(|r| match r.check {
+            Check::PemBody => PEM_PEER.to_string(),
+            _ => super::peer_pattern(r.regex.as_str()),
+        }));
     }
 
     pub(crate) fn detect(&self, text: &str, out: &mut Vec<Finding>, budget: &Budget) {
@@ -271,31 +289,47 @@ impl Secrets {
             if !rule.anchors.iter().any(|&a| seen[a]) {
                 continue;
             }
-            for c in rule.regex.captures_iter(text) {
+            for c in rule.regex.captures_iter(text.as_bytes()) {
                 if out.len() >= budget.findings_left {
                     return;
                 }
                 let Some(m) = c.get(rule.group) else { continue };
+                // Byte regexes (see `byte_regex`): the span is widened to character boundaries.
+                let (start, mut end) = super::char_span(text, m.start(), m.end());
+                let value = &text[start..end];
                 let ok = match rule.check {
                     Check::None => true,
-                    Check::Jwt => jwt_header_ok(m.as_str()),
-                    Check::Entropy => high_entropy(m.as_str()),
+                    Check::Jwt => jwt_header_ok(value),
+                    Check::Entropy => high_entropy(value),
+                    Check::PemBody => {
+                        end = pem_end(self.pem_footer.as_ref(), text, end);
+                        true
+                    }
                 };
                 let dup = out
                     .iter()
-                    .any(|f| f.category == Category::Dlp && f.start <= m.start() && m.end() <= f.end);
+                    .any(|f| f.category == Category::Dlp && f.start <= start && end <= f.end);
                 if ok && !dup {
-                    out.push(Finding::new(
-                        Category::Dlp,
-                        rule.detector,
-                        rule.score,
-                        m.start(),
-                        m.end(),
-                    ));
+                    out.push(Finding::new(Category::Dlp, rule.detector, rule.score, start, end));
                 }
             }
         }
     }
+}
+
+/// End of a PEM private key whose header ends at `from`: the end of its footer when one starts within
+/// [`PEM_MAX_BODY`] bytes, else the end of the text when that is as near, else `PEM_MAX_BODY` bytes on (a
+/// key cut short is still a key).
+fn pem_end(footer: Option<&Regex>, text: &str, from: usize) -> usize {
+    let limit = from.saturating_add(PEM_MAX_BODY).min(text.len());
+    // The footer may start up to `limit` and runs on past it.
+    let search_end = limit.saturating_add(64).min(text.len());
+    if let Some(m) = footer.and_then(|f| f.find(&text.as_bytes()[from..search_end]))
+        && from + m.start() <= limit
+    {
+        return from + m.end();
+    }
+    super::char_span(text, from, limit).1
 }
 
 /// The header of a JWT decodes to a JSON object with an `alg`.
@@ -407,7 +441,7 @@ mod tests {
     #[test]
     fn all_specs_compile() {
         for spec in SPECS {
-            assert!(Regex::new(spec.2).is_ok(), "{}", spec.1);
+            assert!(super::super::byte_regex(spec.2).is_some(), "{}", spec.1);
         }
     }
 
@@ -473,6 +507,31 @@ mod tests {
             "0123456789abcdef0123456789abcdef01234567",
         );
         assert!(found("-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----").is_empty());
+    }
+
+    #[test]
+    fn pem_bodies_run_to_their_footer_or_a_bounded_length() {
+        let header = "-----BEGIN ENCRYPTED PRIVATE KEY-----";
+        let footer = "-----END ENCRYPTED PRIVATE KEY-----";
+        // The footer found past multi-byte characters, and a footer right at the length bound.
+        let body = "Zé9+/\n".repeat(100);
+        let pem = format!("{header}\n{body}{footer}");
+        finds(&format!("key: {pem} end"), "secret.private_key", &pem);
+        let body = "A".repeat(PEM_MAX_BODY);
+        let pem = format!("{header}{body}{footer}");
+        finds(&format!("{pem}\nmore"), "secret.private_key", &pem);
+        // No footer: to the end of the text when near, else PEM_MAX_BODY bytes (on a char boundary).
+        let cut = format!("{header}\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC");
+        finds(&format!("x {cut}"), "secret.private_key", &cut);
+        let long = format!("{header}{}", "é".repeat(PEM_MAX_BODY));
+        finds(&long, "secret.private_key", &long[..header.len() + PEM_MAX_BODY]);
+        let odd = format!("{header}x{}", "é".repeat(PEM_MAX_BODY));
+        // Widened to a character boundary.
+        finds(
+            &odd,
+            "secret.private_key",
+            &odd[..header.len() + PEM_MAX_BODY + 1],
+        );
     }
 
     #[test]
