@@ -23,6 +23,8 @@ type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
 #[derive(Clone, Debug, Default)]
 pub struct Last {
     pub path: String,
+    /// The HTTP version, e.g. `HTTP/2.0`.
+    pub version: String,
     pub headers: Vec<(String, String)>,
     pub body: Value,
 }
@@ -44,6 +46,36 @@ pub async fn start(addr: SocketAddr) -> (SocketAddr, Arc<Mutex<Last>>) {
                 let service = hyper::service::service_fn(move |req| handle(req, last.clone()));
                 let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                     .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (local, last)
+}
+
+/// Starts the stub over TLS with `config` (its ALPN protocols choose HTTP/1.1 or HTTP/2).
+pub async fn start_tls(
+    addr: SocketAddr,
+    config: Arc<rustls::ServerConfig>,
+) -> (SocketAddr, Arc<Mutex<Last>>) {
+    let listener = tokio::net::TcpListener::bind(addr).await.expect("bind stub");
+    let local = listener.local_addr().expect("stub addr");
+    let last = Arc::new(Mutex::new(Last::default()));
+    let shared = last.clone();
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                continue;
+            };
+            let (last, acceptor) = (shared.clone(), acceptor.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(stream).await else {
+                    return;
+                };
+                let service = hyper::service::service_fn(move |req| handle(req, last.clone()));
+                let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                    .serve_connection(TokioIo::new(tls), service)
                     .await;
             });
         }
@@ -129,6 +161,7 @@ fn chunks(text: &str, size: usize) -> Vec<String> {
 
 async fn handle(req: Request<Incoming>, last: Arc<Mutex<Last>>) -> Result<Response<Body>, Infallible> {
     let path = req.uri().path().to_string();
+    let version = format!("{:?}", req.version());
     if path == "/_last" {
         let l = last.lock().map(|l| l.clone()).unwrap_or_default();
         let v = json!({"path": l.path, "headers": l.headers, "body": l.body});
@@ -162,6 +195,7 @@ async fn handle(req: Request<Incoming>, last: Arc<Mutex<Last>>) -> Result<Respon
     if let Ok(mut l) = last.lock() {
         *l = Last {
             path: path.clone(),
+            version,
             headers,
             body: body.clone(),
         };
