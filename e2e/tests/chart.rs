@@ -135,6 +135,37 @@ fn bad_values_fail_at_install_time_with_the_offending_path() {
 }
 
 #[test]
+fn the_backstop_needs_kubernetes_1_30_and_says_so() {
+    let chart = chart();
+    let args = [
+        "template",
+        RELEASE_NAME,
+        &chart,
+        "--namespace",
+        NAMESPACE,
+        "--kube-version",
+        "1.29.5",
+    ];
+    let out = run("helm", &args, None);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "1.29 with the backstop was accepted");
+    assert!(
+        stderr.contains("backstop.enabled needs Kubernetes 1.30 or later") && stderr.contains("v1.29.5"),
+        "{stderr}"
+    );
+    let mut without = args.to_vec();
+    without.extend(["--set", "backstop.enabled=false"]);
+    let text = ok("helm", &without, None);
+    assert!(text.contains("kind: Deployment") && !text.contains("kind: ValidatingAdmissionPolicy"));
+    let text = ok(
+        "helm",
+        &["template", RELEASE_NAME, &chart, "--kube-version", "1.30.0"],
+        None,
+    );
+    assert!(text.contains("kind: ValidatingAdmissionPolicy"));
+}
+
+#[test]
 fn rendered_workloads_are_restricted_labelled_and_highly_available() {
     let docs = render(&["crds.enabled=false"]);
     for doc in &docs {
