@@ -316,6 +316,13 @@ fn values_change_what_is_rendered() {
         webhook["spec"]["template"]["spec"]["containers"][0]["image"],
         "registry.example.com/airlock-dev/airlock-webhook@sha256:0000000000000000000000000000000000000000000000000000000000000000"
     );
+    // The injected sidecar follows the global registry too; webhook and operator agree on it.
+    for deployment in [operator, webhook] {
+        assert_eq!(
+            env_of(deployment, "AIRLOCK_SIDECAR_IMAGE").as_deref(),
+            Some("registry.example.com/airlock-dev/airlock-sidecar:0.1.0")
+        );
+    }
     assert!(
         find(&docs, "PodDisruptionBudget", "airlock-webhook").is_none(),
         "no PDB that would block every drain of a single replica"

@@ -454,7 +454,13 @@ pub fn explain(inputs: &Inputs) -> Explanation {
         ..Injection::default()
     };
     if let Some(instance) = chosen {
-        let expected = mutate::sidecar_image(instance);
+        // The instance's own image, else the installation's default as the operator reports it.
+        let default = instance
+            .status
+            .as_ref()
+            .and_then(|s| s.sidecar_image.clone())
+            .unwrap_or_else(mutate::default_sidecar_image);
+        let expected = mutate::sidecar_image(instance, &default);
         if let Some(image) = &out.injection.image {
             out.injection.current = Some(*image == expected);
         }

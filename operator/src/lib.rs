@@ -145,6 +145,17 @@ pub struct Args {
     /// outside the cluster and cannot mount the Secret.
     #[arg(long, env = "AIRLOCK_CERT_DIR")]
     pub cert_dir: Option<std::path::PathBuf>,
+
+    /// Sidecar image the webhook injects when an `AIRuntimeInstance` names none; pods running another
+    /// image are reported as drift. Give the webhook the same value. Default: Airlock's image at this
+    /// version.
+    #[arg(
+        long,
+        env = "AIRLOCK_SIDECAR_IMAGE",
+        default_value_t = airlock_webhook::mutate::default_sidecar_image(),
+        value_parser = airlock_webhook::mutate::parse_image
+    )]
+    pub sidecar_image: String,
 }
 
 /// The state every task of the running operator shares.

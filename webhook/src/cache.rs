@@ -36,6 +36,7 @@ pub struct KubeView {
     version: (u32, u32),
     readiness: Readiness,
     client: Client,
+    sidecar_image: String,
 }
 
 /// Longest a cache miss may wait for its confirming read.
@@ -55,7 +56,13 @@ impl std::fmt::Debug for KubeView {
 impl KubeView {
     /// Fetches the API server's version and starts the three watches on `tasks`; `readiness` is set
     /// once every store has received its initial list.
-    pub async fn start(client: Client, readiness: Readiness, tasks: &mut JoinSet<()>) -> Result<Self> {
+    /// `sidecar_image` is injected when an instance names no image.
+    pub async fn start(
+        client: Client,
+        readiness: Readiness,
+        sidecar_image: String,
+        tasks: &mut JoinSet<()>,
+    ) -> Result<Self> {
         let info = client.apiserver_version().await.map_err(Error::Kube)?;
         let version = (parse_version(&info.major), parse_version(&info.minor));
         tracing::info!(major = %info.major, minor = %info.minor, "API server version");
@@ -89,6 +96,7 @@ impl KubeView {
         tasks.spawn(drain("Namespace", stream));
 
         let view = KubeView {
+            sidecar_image,
             instances,
             profiles,
             namespaces,
@@ -193,6 +201,10 @@ impl ClusterView for KubeView {
 
     fn server_version(&self) -> (u32, u32) {
         self.version
+    }
+
+    fn default_sidecar_image(&self) -> String {
+        self.sidecar_image.clone()
     }
 }
 

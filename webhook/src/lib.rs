@@ -60,6 +60,11 @@ pub struct Args {
     /// How long in-flight requests may take to finish after SIGTERM, e.g. `25s`.
     #[arg(long, env = "AIRLOCK_SHUTDOWN_TIMEOUT", default_value = "25s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
+
+    /// Sidecar image injected when an `AIRuntimeInstance` names none (`spec.sidecar.image`), e.g.
+    /// `registry.example.com/airlock/airlock-sidecar:0.1.0`. Default: Airlock's image at this version.
+    #[arg(long, env = "AIRLOCK_SIDECAR_IMAGE", default_value_t = mutate::default_sidecar_image(), value_parser = mutate::parse_image)]
+    pub sidecar_image: String,
 }
 
 /// Parses `250ms`, `5s`, `2m` or a bare number of seconds.
@@ -105,7 +110,13 @@ pub async fn run(args: Args) -> Result<()> {
 
     let client = kube::Client::try_default().await.map_err(Error::Kube)?;
     let mut watches = tokio::task::JoinSet::new();
-    let view = cache::KubeView::start(client, readiness.clone(), &mut watches).await?;
+    let view = cache::KubeView::start(
+        client,
+        readiness.clone(),
+        args.sidecar_image.clone(),
+        &mut watches,
+    )
+    .await?;
 
     let listener = server::bind(args.addr).await?;
     let opts = ServeOptions {

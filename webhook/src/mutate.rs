@@ -139,14 +139,32 @@ pub struct InjectionStatus {
     pub env: BTreeMap<String, Vec<String>>,
 }
 
-/// The sidecar image an instance asks for.
-pub fn sidecar_image(instance: &AIRuntimeInstance) -> String {
+/// The sidecar image of an installation that names none (the chart's `sidecar.image` does): Airlock's own
+/// image at this build's version.
+pub fn default_sidecar_image() -> String {
+    format!("{DEFAULT_SIDECAR_IMAGE_REPOSITORY}:{}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Checks an image reference given on the command line (`--sidecar-image`): non-empty, no whitespace.
+pub fn parse_image(text: &str) -> std::result::Result<String, String> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Err("the sidecar image is empty".to_owned());
+    }
+    if text.chars().any(char::is_whitespace) || text.len() > 512 {
+        return Err(format!("{text:?} is not an image reference"));
+    }
+    Ok(text.to_owned())
+}
+
+/// The sidecar image an instance asks for: its `spec.sidecar.image`, else the installation's `default`.
+pub fn sidecar_image(instance: &AIRuntimeInstance, default: &str) -> String {
     instance
         .spec
         .sidecar
         .as_ref()
         .and_then(|s| s.image.clone())
-        .unwrap_or_else(|| format!("{DEFAULT_SIDECAR_IMAGE_REPOSITORY}:{}", env!("CARGO_PKG_VERSION")))
+        .unwrap_or_else(|| default.to_owned())
 }
 
 fn pointer(tokens: &[&str]) -> PointerBuf {
@@ -255,6 +273,7 @@ fn join_ports(ports: &[i32]) -> String {
 
 fn sidecar_container(
     instance: &AIRuntimeInstance,
+    image: &str,
     interception: &Interception,
     inbound_ports: &[i32],
     native: bool,
@@ -303,7 +322,7 @@ fn sidecar_container(
     ]);
     Container {
         name: SIDECAR_NAME.to_owned(),
-        image: Some(sidecar_image(instance)),
+        image: Some(image.to_owned()),
         image_pull_policy: pull_policy(instance),
         args: Some(vec!["run".to_owned()]),
         env: Some(env),
@@ -332,11 +351,11 @@ fn sidecar_container(
 
 /// The init container that redirects `ports` to the sidecar's inbound port. Runs as root with
 /// `NET_ADMIN` and `NET_RAW`: not Pod Security `baseline`/`restricted` (use `explicit` inbound there).
-fn init_container(instance: &AIRuntimeInstance, ports: &[i32]) -> Container {
+fn init_container(instance: &AIRuntimeInstance, image: &str, ports: &[i32]) -> Container {
     let q = |s: &str| Quantity(s.to_owned());
     Container {
         name: INIT_NAME.to_owned(),
-        image: Some(sidecar_image(instance)),
+        image: Some(image.to_owned()),
         image_pull_policy: pull_policy(instance),
         args: Some(vec!["init".to_owned()]),
         env: Some(vec![
@@ -391,12 +410,14 @@ pub fn native_sidecars(server_version: (u32, u32)) -> bool {
 /// The patch that injects Airlock into `pod`, or why not.
 ///
 /// The caller has already chosen `instance` (see [`crate::selection::choose`]); `namespace` is the
-/// request's namespace; `server_version` is the API server's (major, minor).
+/// request's namespace; `server_version` is the API server's (major, minor); `default_image` is the
+/// installation's sidecar image (see [`sidecar_image`]).
 pub fn mutate(
     pod: &Pod,
     namespace: &str,
     instance: &AIRuntimeInstance,
     server_version: (u32, u32),
+    default_image: &str,
 ) -> MutateOutcome {
     let _ = namespace; // the pod's identity comes from the downward API; kept for future per-namespace policy
     if already_injected(pod) {
@@ -480,13 +501,15 @@ pub fn mutate(
     status.volumes.push(POLICY_VOLUME.to_owned());
 
     // Containers.
+    let image = sidecar_image(instance, default_image);
     let sidecar = to_value(&sidecar_container(
         instance,
+        &image,
         &interception,
         &inbound_ports,
         native,
     ));
-    let init = transparent.then(|| to_value(&init_container(instance, &inbound_ports)));
+    let init = transparent.then(|| to_value(&init_container(instance, &image, &inbound_ports)));
     let has_init = spec.init_containers.is_some();
     if native {
         // Both go in front: `airlock-init` first (the redirect is in place before anything listens), then

@@ -47,6 +47,10 @@ pub trait ClusterView: Send + Sync {
     fn namespace_labels(&self, namespace: &str) -> Option<BTreeMap<String, String>>;
     /// The API server's (major, minor) version; native sidecars need 1.29 or later.
     fn server_version(&self) -> (u32, u32);
+    /// The sidecar image injected when an instance names none.
+    fn default_sidecar_image(&self) -> String {
+        mutate::default_sidecar_image()
+    }
 }
 
 /// The HTTP answer to one admission request.
@@ -151,7 +155,8 @@ fn on_mutate(
     ) else {
         return (response, "allowed");
     };
-    match mutate::mutate(&pod, namespace, instance, view.server_version()) {
+    let default_image = view.default_sidecar_image();
+    match mutate::mutate(&pod, namespace, instance, view.server_version(), &default_image) {
         MutateOutcome::Patch(ops) => match response.clone().with_patch(json_patch::Patch(ops)) {
             Ok(patched) => (patched, "patched"),
             Err(_) => (response, "allowed"),

@@ -128,7 +128,13 @@ fn as_admitted(f: &Fixture, view: &StaticView) -> Workload {
     let Some(instance) = chosen else {
         return f.workload.clone();
     };
-    match mutate::mutate(&pod, &namespace(f), instance, (1, 33)) {
+    match mutate::mutate(
+        &pod,
+        &namespace(f),
+        instance,
+        (1, 33),
+        &mutate::default_sidecar_image(),
+    ) {
         MutateOutcome::Patch(ops) => {
             let mut doc = f.manifest.clone();
             json_patch::patch(&mut doc, &ops).unwrap();
@@ -342,7 +348,13 @@ fn patch_of(outcome: MutateOutcome) -> Vec<PatchOperation> {
 }
 
 fn injected(doc: &Value, instance: &AIRuntimeInstance, version: (u32, u32)) -> Value {
-    let ops = patch_of(mutate::mutate(&pod(doc), "models", instance, version));
+    let ops = patch_of(mutate::mutate(
+        &pod(doc),
+        "models",
+        instance,
+        version,
+        &mutate::default_sidecar_image(),
+    ));
     for op in &ops {
         assert!(
             matches!(op, PatchOperation::Add(_)),
@@ -495,7 +507,13 @@ fn injection_is_idempotent_and_never_duplicates() {
     for version in [(1, 28), (1, 33)] {
         let once = injected(&app_pod(), &enforce_all(), version);
         assert_eq!(
-            mutate::mutate(&pod(&once), "models", &enforce_all(), version),
+            mutate::mutate(
+                &pod(&once),
+                "models",
+                &enforce_all(),
+                version,
+                &mutate::default_sidecar_image()
+            ),
             MutateOutcome::Skip {
                 reason: SkipReason::AlreadyInjected
             }
@@ -504,7 +522,13 @@ fn injection_is_idempotent_and_never_duplicates() {
         let mut by_hand = once.clone();
         by_hand["metadata"]["annotations"] = json!({});
         assert_eq!(
-            mutate::mutate(&pod(&by_hand), "models", &enforce_all(), version),
+            mutate::mutate(
+                &pod(&by_hand),
+                "models",
+                &enforce_all(),
+                version,
+                &mutate::default_sidecar_image()
+            ),
             MutateOutcome::Skip {
                 reason: SkipReason::AlreadyInjected
             }
@@ -530,7 +554,13 @@ fn containers_airlock_did_not_add_only_gain_recorded_env() {
 fn host_network_pods_and_opted_out_pods_are_skipped() {
     let mut doc = app_pod();
     doc["spec"]["hostNetwork"] = json!(true);
-    let outcome = mutate::mutate(&pod(&doc), "models", &enforce_all(), (1, 33));
+    let outcome = mutate::mutate(
+        &pod(&doc),
+        "models",
+        &enforce_all(),
+        (1, 33),
+        &mutate::default_sidecar_image(),
+    );
     assert_eq!(
         outcome,
         MutateOutcome::Skip {
@@ -540,7 +570,13 @@ fn host_network_pods_and_opted_out_pods_are_skipped() {
     assert!(SkipReason::HostNetwork.message().contains("hostNetwork"));
     let mut doc = app_pod();
     doc["metadata"]["labels"] = json!({"airlock.dev/inject": "false"});
-    let outcome = mutate::mutate(&pod(&doc), "models", &enforce_all(), (1, 33));
+    let outcome = mutate::mutate(
+        &pod(&doc),
+        "models",
+        &enforce_all(),
+        (1, 33),
+        &mutate::default_sidecar_image(),
+    );
     assert_eq!(
         outcome,
         MutateOutcome::Skip {
@@ -567,7 +603,13 @@ fn a_jobs_pod_gets_a_native_sidecar_so_the_job_still_completes() {
 fn annotation_keys_are_escaped_and_existing_annotations_kept() {
     let mut doc = app_pod();
     doc["metadata"]["annotations"] = json!({"team": "ml"});
-    let ops = patch_of(mutate::mutate(&pod(&doc), "models", &enforce_all(), (1, 33)));
+    let ops = patch_of(mutate::mutate(
+        &pod(&doc),
+        "models",
+        &enforce_all(),
+        (1, 33),
+        &mutate::default_sidecar_image(),
+    ));
     let paths: Vec<String> = ops
         .iter()
         .map(|op| match op {
@@ -592,6 +634,7 @@ fn annotation_keys_are_escaped_and_existing_annotations_kept() {
         "models",
         &enforce_all(),
         (1, 33),
+        &mutate::default_sidecar_image(),
     ));
     assert!(
         ops.iter()
@@ -735,4 +778,46 @@ fn the_backstop_policy_in_the_chart_lists_exactly_the_strong_image_patterns() {
             "{image} is a strong model server for the webhook"
         );
     }
+}
+
+#[test]
+fn the_installation_default_image_applies_unless_the_instance_names_one() {
+    let mirror = "registry.example.com/mirror/airlock-sidecar:0.1.0";
+    // A transparent-inbound model server gets both the sidecar and airlock-init from the mirror.
+    let mut doc = pod_json(
+        json!({"containers": [{"name": "server", "image": "vllm/vllm-openai:v0.9.1", "ports": [{"containerPort": 8000}]}]}),
+    );
+    doc["metadata"]["labels"] = json!({"app": "llm"});
+    let ops = patch_of(mutate::mutate(
+        &pod(&doc),
+        "models",
+        &enforce_all(),
+        (1, 33),
+        mirror,
+    ));
+    let mut out = doc.clone();
+    json_patch::patch(&mut out, &ops).unwrap();
+    let images: Vec<&str> = out["spec"]["initContainers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["image"].as_str().unwrap())
+        .collect();
+    assert!(
+        !images.is_empty() && images.iter().all(|i| *i == mirror),
+        "{images:?}"
+    );
+    // An instance's own image wins.
+    let mut named = enforce_all();
+    named.spec.sidecar.get_or_insert_default().image = Some("example.org/custom-sidecar:2".to_owned());
+    assert_eq!(
+        mutate::sidecar_image(&named, mirror),
+        "example.org/custom-sidecar:2"
+    );
+    assert_eq!(mutate::sidecar_image(&enforce_all(), mirror), mirror);
+    assert!(mutate::default_sidecar_image().ends_with(concat!(":", env!("CARGO_PKG_VERSION"))));
+    // `--sidecar-image` refuses what cannot be an image reference.
+    assert_eq!(mutate::parse_image(&format!(" {mirror} ")).unwrap(), mirror);
+    assert!(mutate::parse_image("  ").unwrap_err().contains("empty"));
+    assert!(mutate::parse_image("a b:1").unwrap_err().contains("not an image reference"));
 }

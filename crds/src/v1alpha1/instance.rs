@@ -454,6 +454,12 @@ pub struct AIRuntimeInstanceStatus {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
 
+    /// The sidecar image the webhook injects into the pods this instance selects: `spec.sidecar.image`,
+    /// else the installation's default (the chart's `sidecar.image`). Pods running another image are
+    /// listed as drift. Written by the operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sidecar_image: Option<String>,
+
     /// The `metadata.generation` of the referenced profile that the sidecars enforce. Written by the
     /// operator.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -56,6 +56,8 @@ pub struct Coverage {
     pub unprotected: Vec<UnprotectedWorkload>,
     /// Drifted pods, sorted.
     pub drift: Vec<DriftedPod>,
+    /// The sidecar image the webhook injects for this instance (pods with another one drifted).
+    pub sidecar_image: String,
 }
 
 impl Coverage {
@@ -78,15 +80,17 @@ impl Coverage {
 }
 
 /// The coverage of `instance`, given every instance (for precedence) and the index, at `now` (for
-/// exemption expiry).
+/// exemption expiry); `default_image` is the installation's sidecar image (drift is another image).
 pub fn coverage(
     instance: &AIRuntimeInstance,
     instances: &[&AIRuntimeInstance],
     index: &Index,
     now: SystemTime,
+    default_image: &str,
 ) -> Coverage {
     let mut out = Coverage::default();
-    let wanted_image = mutate::sidecar_image(instance);
+    let wanted_image = mutate::sidecar_image(instance, default_image);
+    out.sidecar_image.clone_from(&wanted_image);
     let extra = instance
         .spec
         .model_servers

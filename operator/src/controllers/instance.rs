@@ -244,7 +244,13 @@ async fn apply_instance(instance: &AIRuntimeInstance, shared: &Shared) -> crate:
     let (coverage, groups) = {
         let index = ctx.index_read();
         let others: Vec<&AIRuntimeInstance> = all_instances.iter().map(|i| &**i).collect();
-        let coverage = coverage::coverage(instance, &others, &index, SystemTime::now());
+        let coverage = coverage::coverage(
+            instance,
+            &others,
+            &index,
+            SystemTime::now(),
+            &ctx.args.sidecar_image,
+        );
         let groups: BTreeMap<String, Vec<String>> = index
             .group_names()
             .filter_map(|g| index.group(g).map(|view| (g.to_owned(), view.ips())))
@@ -453,6 +459,7 @@ pub fn status(
             count: count(coverage.drift.len()),
             pods: coverage.drift_listed(),
         }),
+        sidecar_image: (!coverage.sidecar_image.is_empty()).then(|| coverage.sidecar_image.clone()),
     }
 }
 
@@ -598,9 +605,14 @@ spec:
             namespaces: vec!["a".into()],
             protected_workloads: 2,
             injected_pods: 3,
+            sidecar_image: "mirror.example/airlock-sidecar:1".into(),
             ..Coverage::default()
         };
         let s = status(&instance(), &coverage, ready(), Some(7), now());
+        assert_eq!(
+            s.sidecar_image.as_deref(),
+            Some("mirror.example/airlock-sidecar:1")
+        );
         assert_eq!(
             (s.selected_namespaces, s.protected_workloads, s.injected_pods),
             (1, 2, 3)

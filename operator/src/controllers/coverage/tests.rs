@@ -73,7 +73,13 @@ fn injected_pods_count_and_their_workload_is_protected() {
         "models",
         &injected("chat-77f-b", "registry.example/airlock-sidecar:1.0"),
     );
-    let c = coverage(&ml, &[&ml], &index, SystemTime::now());
+    let c = coverage(
+        &ml,
+        &[&ml],
+        &index,
+        SystemTime::now(),
+        &mutate::default_sidecar_image(),
+    );
     assert_eq!(c.namespaces, ["models"]);
     assert_eq!(c.injected_pods, 2);
     assert_eq!(c.protected_workloads, 1);
@@ -85,7 +91,13 @@ fn a_model_server_without_the_sidecar_is_unprotected_and_drifted() {
     let ml = enforce_ml();
     let mut index = ml_index();
     add_pod(&mut index, "models", VLLM_DEPLOYMENT_POD);
-    let c = coverage(&ml, &[&ml], &index, SystemTime::now());
+    let c = coverage(
+        &ml,
+        &[&ml],
+        &index,
+        SystemTime::now(),
+        &mutate::default_sidecar_image(),
+    );
     assert_eq!(
         c.unprotected,
         [UnprotectedWorkload {
@@ -106,11 +118,18 @@ fn pods_in_unselected_namespaces_are_not_counted() {
     let mut index = ml_index();
     add_pod(&mut index, "web", VLLM_DEPLOYMENT_POD);
     add_pod(&mut index, "kube-system", VLLM_DEPLOYMENT_POD);
-    let c = coverage(&ml, &[&ml], &index, SystemTime::now());
+    let c = coverage(
+        &ml,
+        &[&ml],
+        &index,
+        SystemTime::now(),
+        &mutate::default_sidecar_image(),
+    );
     assert_eq!(
         c,
         Coverage {
             namespaces: vec!["models".into()],
+            sidecar_image: "registry.example/airlock-sidecar:1.0".into(),
             ..Coverage::default()
         }
     );
@@ -125,10 +144,38 @@ fn an_outdated_sidecar_image_is_drift_but_still_injected() {
         "models",
         &injected("chat-77f-a", "registry.example/airlock-sidecar:0.9"),
     );
-    let c = coverage(&ml, &[&ml], &index, SystemTime::now());
+    let c = coverage(
+        &ml,
+        &[&ml],
+        &index,
+        SystemTime::now(),
+        &mutate::default_sidecar_image(),
+    );
     assert_eq!(c.injected_pods, 1);
     assert_eq!(c.drift[0].kind, DriftKind::Outdated);
     assert_eq!(c.drift_listed()[0].name, "chat-77f-a");
+    // An instance that names no image wants the installation's default: with 0.9 as the default, the
+    // same pod is up to date; with another default, it drifted.
+    let mut unnamed = enforce_ml();
+    unnamed.spec.sidecar = None;
+    let now = SystemTime::now();
+    let c = coverage(
+        &unnamed,
+        &[&unnamed],
+        &index,
+        now,
+        "registry.example/airlock-sidecar:0.9",
+    );
+    assert_eq!(c.injected_pods, 1);
+    assert!(c.drift.is_empty(), "{:?}", c.drift);
+    let c = coverage(
+        &unnamed,
+        &[&unnamed],
+        &index,
+        now,
+        &mutate::default_sidecar_image(),
+    );
+    assert_eq!(c.drift.len(), 1);
 }
 
 #[test]
@@ -140,7 +187,13 @@ fn an_exempt_model_server_is_neither_unprotected_nor_drifted() {
     .unwrap();
     let mut index = ml_index();
     add_pod(&mut index, "models", VLLM_DEPLOYMENT_POD);
-    let c = coverage(&ml, &[&ml], &index, SystemTime::now());
+    let c = coverage(
+        &ml,
+        &[&ml],
+        &index,
+        SystemTime::now(),
+        &mutate::default_sidecar_image(),
+    );
     assert!(c.unprotected.is_empty() && c.drift.is_empty());
 }
 
@@ -153,7 +206,13 @@ fn an_expired_exemption_no_longer_covers_the_workload() {
     .unwrap();
     let mut index = ml_index();
     add_pod(&mut index, "models", VLLM_DEPLOYMENT_POD);
-    let c = coverage(&ml, &[&ml], &index, SystemTime::now());
+    let c = coverage(
+        &ml,
+        &[&ml],
+        &index,
+        SystemTime::now(),
+        &mutate::default_sidecar_image(),
+    );
     assert_eq!(c.unprotected.len(), 1);
 }
 
@@ -169,7 +228,13 @@ metadata: {name: solo, labels: {airlock.dev/inject: "false"}}
 spec: {containers: [{name: s, image: "ollama/ollama:0.5.7"}]}
 "#,
     );
-    let c = coverage(&ml, &[&ml], &index, SystemTime::now());
+    let c = coverage(
+        &ml,
+        &[&ml],
+        &index,
+        SystemTime::now(),
+        &mutate::default_sidecar_image(),
+    );
     assert_eq!(c.unprotected[0].kind, "Pod");
     assert_eq!(c.unprotected[0].fingerprint, "ollama");
     assert!(c.drift.is_empty());
@@ -193,7 +258,13 @@ spec:
     add_pod(&mut index, "models", VLLM_DEPLOYMENT_POD);
     add_pod(&mut index, "web", VLLM_DEPLOYMENT_POD);
     let all = [&ml, &audit];
-    let c = coverage(&audit, &all, &index, SystemTime::now());
+    let c = coverage(
+        &audit,
+        &all,
+        &index,
+        SystemTime::now(),
+        &mutate::default_sidecar_image(),
+    );
     assert_eq!(c.namespaces, ["models", "web"]);
     assert_eq!(c.unprotected.len(), 1);
     assert_eq!(c.unprotected[0].namespace, "web");
@@ -212,7 +283,13 @@ fn the_status_lists_are_bounded() {
             ),
         );
     }
-    let c = coverage(&ml, &[&ml], &index, SystemTime::now());
+    let c = coverage(
+        &ml,
+        &[&ml],
+        &index,
+        SystemTime::now(),
+        &mutate::default_sidecar_image(),
+    );
     assert_eq!(c.unprotected.len(), 120);
     assert_eq!(c.unprotected_listed().len(), MAX_LISTED);
     assert_eq!(c.drift_listed().len(), MAX_LISTED);
@@ -228,6 +305,12 @@ fn finished_pods_are_ignored() {
         "models",
         "metadata: {name: done}\nspec: {containers: [{name: s, image: 'vllm/vllm-openai:v1'}]}\nstatus: {phase: Succeeded}\n",
     );
-    let c = coverage(&ml, &[&ml], &index, SystemTime::now());
+    let c = coverage(
+        &ml,
+        &[&ml],
+        &index,
+        SystemTime::now(),
+        &mutate::default_sidecar_image(),
+    );
     assert!(c.unprotected.is_empty() && c.drift.is_empty());
 }
