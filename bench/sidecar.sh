@@ -4,7 +4,7 @@
 #
 # Load: oha at 1,000 req/s for BENCH_SECONDS (default 10) over 16 keep-alive connections, POST
 # /v1/chat/completions. Added latency = percentile through the proxy minus the same percentile direct to
-# the stub, measured back to back in this run.
+# the stub, measured back to back in this run (pass-through: the median of three alternating rounds).
 #   - pass-through: nginx vs the sidecar with an empty profile (body parsed, nothing to detect);
 #   - full scan: the sidecar with the `strict` profile on 1 KB, 4 KB and 32 KB benign prompts;
 #   - CPU per 1,000 requests (utime+stime of the proxy process), RSS idle and peak under load;
@@ -137,9 +137,19 @@ measure() { # name port body pid
   p50[$1]=$a p99[$1]=$b
   cpu[$1]=$(python3 -c "print(f'{(int(\"$after\") - int(\"$before\")) * 10 * 1000 / max(int(\"$n\"), 1):.0f}')")
 }
-measure direct-64 $stub_port chat-64.json
-measure nginx-64 $nginx_port chat-64.json "$(cat "$work/nginx.pid")"
-measure pass-64 $pass_port chat-64.json "$pass_pid"
+# Pass-through: direct, nginx and the sidecar take turns over three rounds and each keeps its median, so
+# that a noisy moment on a small machine does not land on one of them only.
+median() { printf '%s\n' "$@" | sort -n | awk '{a[NR]=$1} END {print a[int((NR + 1) / 2)]}'; }
+for round in 1 2 3; do
+  measure direct-64-$round $stub_port chat-64.json
+  measure nginx-64-$round $nginx_port chat-64.json "$(cat "$work/nginx.pid")"
+  measure pass-64-$round $pass_port chat-64.json "$pass_pid"
+done
+for name in direct-64 nginx-64 pass-64; do
+  p50[$name]=$(median "${p50[$name-1]}" "${p50[$name-2]}" "${p50[$name-3]}")
+  p99[$name]=$(median "${p99[$name-1]}" "${p99[$name-2]}" "${p99[$name-3]}")
+  cpu[$name]=$(median "${cpu[$name-1]}" "${cpu[$name-2]}" "${cpu[$name-3]}")
+done
 for size in 1024 4096 32768; do
   measure direct-$size $stub_port chat-$size.json
   measure scan-$size $scan_port chat-$size.json "$scan_pid"
@@ -188,11 +198,14 @@ row "sidecar pass-through" pass-64 direct-64 "${cpu[pass-64]}"
 for size in 1024 4096 32768; do
   row "sidecar strict, $((size / 1024)) KB prompt" scan-$size direct-$size "${cpu[scan-$size]}"
 done
-python3 - "${p99[nginx-64]}" "${p99[pass-64]}" "${p99[direct-64]}" "${p50[scan-4096]}" "${p50[direct-4096]}" "${p99[scan-4096]}" "${p99[direct-4096]}" <<'PY'
+python3 - "${p99[nginx-64]}" "${p99[pass-64]}" "${p99[direct-64]}" "${p50[scan-4096]}" "${p50[direct-4096]}" "${p99[scan-4096]}" "${p99[direct-4096]}" "${p50[nginx-64]}" "${p50[pass-64]}" "${p50[direct-64]}" <<'PY'
 import sys
-nginx, passthrough, direct, s50, d50, s99, d99 = map(float, sys.argv[1:])
+nginx, passthrough, direct, s50, d50, s99, d99, n50, p50, dd50 = map(float, sys.argv[1:])
 na, pa = max(nginx - direct, 1.0), max(passthrough - direct, 0.0)
-print(f"pass-through added p99: {pa:.0f} us = {pa / na:.2f} x nginx's {na:.0f} us (target <= 1.5)")
+note = " (nginx's added p99 is within the noise of this machine: read the p50 ratio)" if na < 25 else ""
+print(f"pass-through added p99: {pa:.0f} us = {pa / na:.2f} x nginx's {na:.0f} us (target <= 1.5){note}")
+na50, pa50 = max(n50 - dd50, 1.0), max(p50 - dd50, 0.0)
+print(f"pass-through added p50: {pa50:.0f} us = {pa50 / na50:.2f} x nginx's {na50:.0f} us")
 print(f"4 KB full scan added: p50 {max(s50 - d50, 0):.0f} us (target <= 150), p99 {max(s99 - d99, 0):.0f} us (target <= 400)")
 PY
 echo "sidecar RSS: idle $rss_idle MiB (target <= 20), peak under load $rss_peak MiB (target <= 40)"

@@ -819,5 +819,9 @@ fn the_installation_default_image_applies_unless_the_instance_names_one() {
     // `--sidecar-image` refuses what cannot be an image reference.
     assert_eq!(mutate::parse_image(&format!(" {mirror} ")).unwrap(), mirror);
     assert!(mutate::parse_image("  ").unwrap_err().contains("empty"));
-    assert!(mutate::parse_image("a b:1").unwrap_err().contains("not an image reference"));
+    assert!(
+        mutate::parse_image("a b:1")
+            .unwrap_err()
+            .contains("not an image reference")
+    );
 }
