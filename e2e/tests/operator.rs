@@ -215,17 +215,22 @@ async fn an_instance_reports_coverage_delivers_policy_and_cleans_up() {
             cm.data?.contains_key(&ns).then_some(())
         })
         .await;
-        tokio::time::sleep(Duration::from_millis(500)).await;
         // An exempt model server that opts out of injection; then the exemption is revoked, and it runs
-        // unprotected.
+        // unprotected. The API server loads the policy's new parameters a moment after the ConfigMap
+        // changed (its own informer): until then the backstop still refuses the pod, so creation is retried.
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-        create(
-            &pods,
-            json!({
-                "metadata": { "name": "llm", "labels": { "airlock.dev/inject": "false" } },
-                "spec": { "containers": [{ "name": "server", "image": "vllm/vllm-openai:v0.9.1" }] }
-            }),
-        )
+        let llm: Pod = serde_json::from_value(json!({
+            "metadata": { "name": "llm", "labels": { "airlock.dev/inject": "false" } },
+            "spec": { "containers": [{ "name": "server", "image": "vllm/vllm-openai:v0.9.1" }] }
+        }))
+        .expect("pod literal");
+        eventually("the exempt model server admitted", WAIT, || async {
+            match pods.create(&PostParams::default(), &llm).await {
+                Ok(_) => Some(()),
+                Err(kube::Error::Api(e)) if e.code == 403 && e.message.contains("airlock-backstop") => None,
+                Err(e) => panic!("create llm: {e}"),
+            }
+        })
         .await;
         let patch = json!({ "spec": { "exemptions": [] } });
         instances
