@@ -340,6 +340,11 @@ fn pod(value: &Value) -> Pod {
     serde_json::from_value(value.clone()).unwrap()
 }
 
+/// `mutate` for a pod in namespace `models`, with the installation's default sidecar image.
+fn mutate_models(pod: &Pod, instance: &AIRuntimeInstance, version: (u32, u32)) -> MutateOutcome {
+    mutate::mutate(pod, "models", instance, version, &mutate::default_sidecar_image())
+}
+
 fn patch_of(outcome: MutateOutcome) -> Vec<PatchOperation> {
     match outcome {
         MutateOutcome::Patch(ops) => ops,
@@ -348,13 +353,7 @@ fn patch_of(outcome: MutateOutcome) -> Vec<PatchOperation> {
 }
 
 fn injected(doc: &Value, instance: &AIRuntimeInstance, version: (u32, u32)) -> Value {
-    let ops = patch_of(mutate::mutate(
-        &pod(doc),
-        "models",
-        instance,
-        version,
-        &mutate::default_sidecar_image(),
-    ));
+    let ops = patch_of(mutate_models(&pod(doc), instance, version));
     for op in &ops {
         assert!(
             matches!(op, PatchOperation::Add(_)),
@@ -507,13 +506,7 @@ fn injection_is_idempotent_and_never_duplicates() {
     for version in [(1, 28), (1, 33)] {
         let once = injected(&app_pod(), &enforce_all(), version);
         assert_eq!(
-            mutate::mutate(
-                &pod(&once),
-                "models",
-                &enforce_all(),
-                version,
-                &mutate::default_sidecar_image()
-            ),
+            mutate_models(&pod(&once), &enforce_all(), version),
             MutateOutcome::Skip {
                 reason: SkipReason::AlreadyInjected
             }
@@ -522,13 +515,7 @@ fn injection_is_idempotent_and_never_duplicates() {
         let mut by_hand = once.clone();
         by_hand["metadata"]["annotations"] = json!({});
         assert_eq!(
-            mutate::mutate(
-                &pod(&by_hand),
-                "models",
-                &enforce_all(),
-                version,
-                &mutate::default_sidecar_image()
-            ),
+            mutate_models(&pod(&by_hand), &enforce_all(), version),
             MutateOutcome::Skip {
                 reason: SkipReason::AlreadyInjected
             }
@@ -554,13 +541,7 @@ fn containers_airlock_did_not_add_only_gain_recorded_env() {
 fn host_network_pods_and_opted_out_pods_are_skipped() {
     let mut doc = app_pod();
     doc["spec"]["hostNetwork"] = json!(true);
-    let outcome = mutate::mutate(
-        &pod(&doc),
-        "models",
-        &enforce_all(),
-        (1, 33),
-        &mutate::default_sidecar_image(),
-    );
+    let outcome = mutate_models(&pod(&doc), &enforce_all(), (1, 33));
     assert_eq!(
         outcome,
         MutateOutcome::Skip {
@@ -570,13 +551,7 @@ fn host_network_pods_and_opted_out_pods_are_skipped() {
     assert!(SkipReason::HostNetwork.message().contains("hostNetwork"));
     let mut doc = app_pod();
     doc["metadata"]["labels"] = json!({"airlock.dev/inject": "false"});
-    let outcome = mutate::mutate(
-        &pod(&doc),
-        "models",
-        &enforce_all(),
-        (1, 33),
-        &mutate::default_sidecar_image(),
-    );
+    let outcome = mutate_models(&pod(&doc), &enforce_all(), (1, 33));
     assert_eq!(
         outcome,
         MutateOutcome::Skip {
@@ -603,13 +578,7 @@ fn a_jobs_pod_gets_a_native_sidecar_so_the_job_still_completes() {
 fn annotation_keys_are_escaped_and_existing_annotations_kept() {
     let mut doc = app_pod();
     doc["metadata"]["annotations"] = json!({"team": "ml"});
-    let ops = patch_of(mutate::mutate(
-        &pod(&doc),
-        "models",
-        &enforce_all(),
-        (1, 33),
-        &mutate::default_sidecar_image(),
-    ));
+    let ops = patch_of(mutate_models(&pod(&doc), &enforce_all(), (1, 33)));
     let paths: Vec<String> = ops
         .iter()
         .map(|op| match op {
@@ -629,13 +598,7 @@ fn annotation_keys_are_escaped_and_existing_annotations_kept() {
     json_patch::patch(&mut out, &ops).unwrap();
     assert_eq!(out["metadata"]["annotations"]["team"], "ml");
     // Without annotations, the whole map is added in one operation.
-    let ops = patch_of(mutate::mutate(
-        &pod(&app_pod()),
-        "models",
-        &enforce_all(),
-        (1, 33),
-        &mutate::default_sidecar_image(),
-    ));
+    let ops = patch_of(mutate_models(&pod(&app_pod()), &enforce_all(), (1, 33)));
     assert!(
         ops.iter()
             .any(|op| matches!(op, PatchOperation::Add(a) if a.path == "/metadata/annotations"))

@@ -21,6 +21,17 @@ spec:
     )
 }
 
+/// The coverage of `instance` among `all` now, with the installation's default sidecar image.
+fn cover(instance: &AIRuntimeInstance, all: &[&AIRuntimeInstance], index: &Index) -> Coverage {
+    coverage(
+        instance,
+        all,
+        index,
+        SystemTime::now(),
+        &mutate::default_sidecar_image(),
+    )
+}
+
 fn add_pod(index: &mut Index, namespace: &str, yaml: &str) {
     let pod: Pod = serde_yaml_ng::from_str(yaml).unwrap();
     index.apply_pod(namespace, LeanPod::from_pod(&pod).unwrap());
@@ -73,13 +84,7 @@ fn injected_pods_count_and_their_workload_is_protected() {
         "models",
         &injected("chat-77f-b", "registry.example/airlock-sidecar:1.0"),
     );
-    let c = coverage(
-        &ml,
-        &[&ml],
-        &index,
-        SystemTime::now(),
-        &mutate::default_sidecar_image(),
-    );
+    let c = cover(&ml, &[&ml], &index);
     assert_eq!(c.namespaces, ["models"]);
     assert_eq!(c.injected_pods, 2);
     assert_eq!(c.protected_workloads, 1);
@@ -91,13 +96,7 @@ fn a_model_server_without_the_sidecar_is_unprotected_and_drifted() {
     let ml = enforce_ml();
     let mut index = ml_index();
     add_pod(&mut index, "models", VLLM_DEPLOYMENT_POD);
-    let c = coverage(
-        &ml,
-        &[&ml],
-        &index,
-        SystemTime::now(),
-        &mutate::default_sidecar_image(),
-    );
+    let c = cover(&ml, &[&ml], &index);
     assert_eq!(
         c.unprotected,
         [UnprotectedWorkload {
@@ -118,13 +117,7 @@ fn pods_in_unselected_namespaces_are_not_counted() {
     let mut index = ml_index();
     add_pod(&mut index, "web", VLLM_DEPLOYMENT_POD);
     add_pod(&mut index, "kube-system", VLLM_DEPLOYMENT_POD);
-    let c = coverage(
-        &ml,
-        &[&ml],
-        &index,
-        SystemTime::now(),
-        &mutate::default_sidecar_image(),
-    );
+    let c = cover(&ml, &[&ml], &index);
     assert_eq!(
         c,
         Coverage {
@@ -144,13 +137,7 @@ fn an_outdated_sidecar_image_is_drift_but_still_injected() {
         "models",
         &injected("chat-77f-a", "registry.example/airlock-sidecar:0.9"),
     );
-    let c = coverage(
-        &ml,
-        &[&ml],
-        &index,
-        SystemTime::now(),
-        &mutate::default_sidecar_image(),
-    );
+    let c = cover(&ml, &[&ml], &index);
     assert_eq!(c.injected_pods, 1);
     assert_eq!(c.drift[0].kind, DriftKind::Outdated);
     assert_eq!(c.drift_listed()[0].name, "chat-77f-a");
@@ -168,13 +155,7 @@ fn an_outdated_sidecar_image_is_drift_but_still_injected() {
     );
     assert_eq!(c.injected_pods, 1);
     assert!(c.drift.is_empty(), "{:?}", c.drift);
-    let c = coverage(
-        &unnamed,
-        &[&unnamed],
-        &index,
-        now,
-        &mutate::default_sidecar_image(),
-    );
+    let c = cover(&unnamed, &[&unnamed], &index);
     assert_eq!(c.drift.len(), 1);
 }
 
@@ -187,13 +168,7 @@ fn an_exempt_model_server_is_neither_unprotected_nor_drifted() {
     .unwrap();
     let mut index = ml_index();
     add_pod(&mut index, "models", VLLM_DEPLOYMENT_POD);
-    let c = coverage(
-        &ml,
-        &[&ml],
-        &index,
-        SystemTime::now(),
-        &mutate::default_sidecar_image(),
-    );
+    let c = cover(&ml, &[&ml], &index);
     assert!(c.unprotected.is_empty() && c.drift.is_empty());
 }
 
@@ -206,13 +181,7 @@ fn an_expired_exemption_no_longer_covers_the_workload() {
     .unwrap();
     let mut index = ml_index();
     add_pod(&mut index, "models", VLLM_DEPLOYMENT_POD);
-    let c = coverage(
-        &ml,
-        &[&ml],
-        &index,
-        SystemTime::now(),
-        &mutate::default_sidecar_image(),
-    );
+    let c = cover(&ml, &[&ml], &index);
     assert_eq!(c.unprotected.len(), 1);
 }
 
@@ -228,13 +197,7 @@ metadata: {name: solo, labels: {airlock.dev/inject: "false"}}
 spec: {containers: [{name: s, image: "ollama/ollama:0.5.7"}]}
 "#,
     );
-    let c = coverage(
-        &ml,
-        &[&ml],
-        &index,
-        SystemTime::now(),
-        &mutate::default_sidecar_image(),
-    );
+    let c = cover(&ml, &[&ml], &index);
     assert_eq!(c.unprotected[0].kind, "Pod");
     assert_eq!(c.unprotected[0].fingerprint, "ollama");
     assert!(c.drift.is_empty());
@@ -258,13 +221,7 @@ spec:
     add_pod(&mut index, "models", VLLM_DEPLOYMENT_POD);
     add_pod(&mut index, "web", VLLM_DEPLOYMENT_POD);
     let all = [&ml, &audit];
-    let c = coverage(
-        &audit,
-        &all,
-        &index,
-        SystemTime::now(),
-        &mutate::default_sidecar_image(),
-    );
+    let c = cover(&audit, &all, &index);
     assert_eq!(c.namespaces, ["models", "web"]);
     assert_eq!(c.unprotected.len(), 1);
     assert_eq!(c.unprotected[0].namespace, "web");
@@ -283,13 +240,7 @@ fn the_status_lists_are_bounded() {
             ),
         );
     }
-    let c = coverage(
-        &ml,
-        &[&ml],
-        &index,
-        SystemTime::now(),
-        &mutate::default_sidecar_image(),
-    );
+    let c = cover(&ml, &[&ml], &index);
     assert_eq!(c.unprotected.len(), 120);
     assert_eq!(c.unprotected_listed().len(), MAX_LISTED);
     assert_eq!(c.drift_listed().len(), MAX_LISTED);
@@ -305,12 +256,6 @@ fn finished_pods_are_ignored() {
         "models",
         "metadata: {name: done}\nspec: {containers: [{name: s, image: 'vllm/vllm-openai:v1'}]}\nstatus: {phase: Succeeded}\n",
     );
-    let c = coverage(
-        &ml,
-        &[&ml],
-        &index,
-        SystemTime::now(),
-        &mutate::default_sidecar_image(),
-    );
+    let c = cover(&ml, &[&ml], &index);
     assert!(c.unprotected.is_empty() && c.drift.is_empty());
 }
