@@ -15,7 +15,8 @@
 # the chart's least-privilege RBAC (docs/operator.md), not as an administrator. The operator (leader-elected, two
 # replicas) generates the webhook's CA and serving certificate into the Secret airlock-system/
 # airlock-webhook-tls, mirrors them to $dir/pki/webhook for the webhook process (a pod would mount the
-# Secret), and installs and repairs the webhook configurations.
+# Secret), and installs and repairs the webhook configurations. The webhook reads the mirrored files at
+# once (no kubelet refresh), so a CA rotation's overlap is 20 s here instead of 10 minutes.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -94,6 +95,7 @@ operator_start() {
     --admin-addr "127.0.0.1:$((base + 11 + n))" \
     --webhook-url "https://127.0.0.1:$webhook_port" --cert-dir "$dir/pki/webhook" \
     --cert-extra-san 127.0.0.1,localhost --owner-cluster-role airlock-operator \
+    --ca-overlap-seconds "${AIRLOCK_CA_OVERLAP_SECONDS:-20}" \
     >>"$dir/logs/airlock-operator-$n.log" 2>&1 </dev/null &
   echo $! >"$pidf"
   wait_ready "operator $n" "http://127.0.0.1:$((base + 11 + n))/ready" "$pidf" "$dir/logs/airlock-operator-$n.log"

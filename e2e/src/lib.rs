@@ -194,6 +194,127 @@ pub async fn delete_instance_and_profile(client: &Client, instance: &str, profil
     let _ = profiles.delete(profile, &DeleteParams::default()).await;
 }
 
+/// Labels namespace `ns` `airlock-e2e/select=<key>`, so that only the test's own instance selects it.
+pub async fn label_namespace(client: &Client, ns: &str, key: &str) {
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let patch = serde_json::json!({ "metadata": { "labels": { "airlock-e2e/select": key } } });
+    namespaces
+        .patch(ns, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("label namespace");
+}
+
+/// A profile that blocks prompt injection and an instance selecting namespaces labelled
+/// `airlock-e2e/select=<key>`; [`Protection::remove`] deletes both.
+pub struct Protection {
+    client: Client,
+    /// The profile's name.
+    pub profile: String,
+    /// The instance's name.
+    pub instance: String,
+}
+
+impl Protection {
+    /// An instance in `mode` (`enforce` or `audit`) with the given pod selector and exemptions.
+    pub async fn new(
+        client: &Client,
+        key: &str,
+        mode: &str,
+        pod_selector: serde_json::Value,
+        exemptions: serde_json::Value,
+    ) -> Self {
+        install_crds(client).await;
+        let profile = unique_name("profile");
+        let instance = unique_name("instance");
+        let profiles: Api<airlock_crds::AISecurityProfile> = Api::all(client.clone());
+        let p: airlock_crds::AISecurityProfile = serde_json::from_value(serde_json::json!({
+            "apiVersion": "airlock.dev/v1alpha1", "kind": "AISecurityProfile",
+            "metadata": { "name": profile },
+            "spec": { "appProtection": { "promptInjection": { "action": "block" } } }
+        }))
+        .expect("profile literal");
+        profiles
+            .create(&PostParams::default(), &p)
+            .await
+            .expect("create profile");
+        let instances: Api<airlock_crds::AIRuntimeInstance> = Api::all(client.clone());
+        let i: airlock_crds::AIRuntimeInstance = serde_json::from_value(serde_json::json!({
+            "apiVersion": "airlock.dev/v1alpha1", "kind": "AIRuntimeInstance",
+            "metadata": { "name": instance },
+            "spec": {
+                "selector": {
+                    "namespaceSelector": { "matchLabels": { "airlock-e2e/select": key } },
+                    "podSelector": pod_selector
+                },
+                "profileRef": { "name": profile },
+                "mode": mode,
+                "exemptions": exemptions
+            }
+        }))
+        .expect("instance literal");
+        instances
+            .create(&PostParams::default(), &i)
+            .await
+            .expect("create instance");
+        // The webhook learns about the instance through its watch.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        Protection {
+            client: client.clone(),
+            profile,
+            instance,
+        }
+    }
+
+    /// An enforcing instance selecting every pod of the labelled namespaces.
+    pub async fn enforce(client: &Client, key: &str) -> Self {
+        Self::new(
+            client,
+            key,
+            "enforce",
+            serde_json::json!({}),
+            serde_json::json!([]),
+        )
+        .await
+    }
+
+    /// Deletes the instance (waiting for its finalizer), then the profile.
+    pub async fn remove(self) {
+        delete_instance_and_profile(&self.client, &self.instance, &self.profile).await;
+    }
+}
+
+/// How many `airlock-sidecar` containers `pod` has, init and regular together.
+pub fn sidecars(pod: &k8s_openapi::api::core::v1::Pod) -> usize {
+    let Some(spec) = pod.spec.as_ref() else {
+        return 0;
+    };
+    let in_init = spec
+        .init_containers
+        .iter()
+        .flatten()
+        .filter(|c| c.name == "airlock-sidecar")
+        .count();
+    let in_main = spec
+        .containers
+        .iter()
+        .filter(|c| c.name == "airlock-sidecar")
+        .count();
+    in_init + in_main
+}
+
+/// Samples of one metric family from the API server's `/metrics`, as (labels, value).
+pub async fn apiserver_metric(client: &Client, family: &str) -> Vec<(String, f64)> {
+    let request = http::Request::get("/metrics").body(Vec::new()).expect("request");
+    let text = client.request_text(request).await.expect("GET /metrics");
+    text.lines()
+        .filter_map(|l| l.strip_prefix(family))
+        .filter_map(|rest| {
+            let (labels, value) = rest.rsplit_once(' ')?;
+            Some((labels.to_owned(), value.parse().ok()?))
+        })
+        .collect()
+}
+
 /// Runs `e2e/airlock.sh <command>` on the environment under test (`AIRLOCK_ENV_DIR`, set by e2e/run.sh),
 /// failing the test when it fails.
 pub fn airlock_sh(command: &str) {

@@ -5,109 +5,24 @@
 use std::time::Duration;
 
 use airlock_e2e::{
-    client, delete_instance_and_profile, deployment, eventually, install_crds, unique_name, with_temp_ns,
+    Protection, apiserver_metric, client, deployment, eventually, install_crds, label_namespace, sidecars,
+    unique_name, with_temp_ns,
 };
-use k8s_openapi::api::{
-    apps::v1::Deployment,
-    core::v1::{Namespace, Pod},
-};
+use k8s_openapi::api::{apps::v1::Deployment, core::v1::Pod};
 use kube::{
-    Api, Client, ResourceExt,
-    api::{DeleteParams, ListParams, Patch, PatchParams, PostParams},
+    Api, ResourceExt,
+    api::{DeleteParams, ListParams, PostParams},
 };
-use serde_json::{Value, json};
+use serde_json::json;
 
 const VLLM_IMAGE: &str = "vllm/vllm-openai:v0.9.1";
-
-/// Labels the temp namespace so that only this test's instance selects it.
-async fn label_namespace(client: &Client, ns: &str, key: &str) {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let patch = json!({ "metadata": { "labels": { "airlock-e2e/select": key } } });
-    namespaces
-        .patch(ns, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .expect("label namespace");
-}
-
-/// A profile and an instance selecting namespaces labelled `airlock-e2e/select=<key>`; returns a guard
-/// that deletes both.
-async fn protect(client: &Client, key: &str, mode: &str, pod_selector: Value, exemptions: Value) -> Cleanup {
-    install_crds(client).await;
-    let profile = unique_name("profile");
-    let instance = unique_name("instance");
-    let profiles: Api<airlock_crds::AISecurityProfile> = Api::all(client.clone());
-    let p: airlock_crds::AISecurityProfile = serde_json::from_value(json!({
-        "apiVersion": "airlock.dev/v1alpha1", "kind": "AISecurityProfile",
-        "metadata": { "name": profile },
-        "spec": { "appProtection": { "promptInjection": { "action": "block" } } }
-    }))
-    .expect("profile literal");
-    profiles
-        .create(&PostParams::default(), &p)
-        .await
-        .expect("create profile");
-    let instances: Api<airlock_crds::AIRuntimeInstance> = Api::all(client.clone());
-    let i: airlock_crds::AIRuntimeInstance = serde_json::from_value(json!({
-        "apiVersion": "airlock.dev/v1alpha1", "kind": "AIRuntimeInstance",
-        "metadata": { "name": instance },
-        "spec": {
-            "selector": {
-                "namespaceSelector": { "matchLabels": { "airlock-e2e/select": key } },
-                "podSelector": pod_selector
-            },
-            "profileRef": { "name": profile },
-            "mode": mode,
-            "exemptions": exemptions
-        }
-    }))
-    .expect("instance literal");
-    instances
-        .create(&PostParams::default(), &i)
-        .await
-        .expect("create instance");
-    // The webhook learns about the instance through its watch.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    Cleanup {
-        client: client.clone(),
-        profile,
-        instance,
-    }
-}
-
-struct Cleanup {
-    client: Client,
-    profile: String,
-    instance: String,
-}
-
-impl Cleanup {
-    async fn done(self) {
-        delete_instance_and_profile(&self.client, &self.instance, &self.profile).await;
-    }
-}
-
-fn sidecars(pod: &Pod) -> usize {
-    let spec = pod.spec.as_ref().expect("pod spec");
-    let in_init = spec
-        .init_containers
-        .iter()
-        .flatten()
-        .filter(|c| c.name == "airlock-sidecar")
-        .count();
-    let in_main = spec
-        .containers
-        .iter()
-        .filter(|c| c.name == "airlock-sidecar")
-        .count();
-    in_init + in_main
-}
 
 #[tokio::test]
 async fn a_selected_model_server_gets_the_sidecar_exactly_once() {
     with_temp_ns(|client, ns| async move {
         let key = unique_name("inject");
         label_namespace(&client, &ns, &key).await;
-        let guard = protect(&client, &key, "enforce", json!({}), json!([])).await;
+        let guard = Protection::enforce(&client, &key).await;
 
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
         deployments
@@ -148,7 +63,7 @@ async fn a_selected_model_server_gets_the_sidecar_exactly_once() {
             );
             assert!(pod.annotations().contains_key("airlock.dev/status"));
         }
-        guard.done().await;
+        guard.remove().await;
     })
     .await;
 }
@@ -201,7 +116,7 @@ async fn an_exemption_in_the_instance_admits_the_workload() {
         label_namespace(&client, &ns, &key).await;
         // The instance selects only pods labelled tier=protected, so the Deployment below is not
         // protected; its exemption (with a reason) is what admits it.
-        let guard = protect(
+        let guard = Protection::new(
             &client,
             &key,
             "enforce",
@@ -219,7 +134,7 @@ async fn an_exemption_in_the_instance_admits_the_workload() {
             .await
             .expect_err("the exemption names one Deployment, not its neighbours");
         assert!(err.to_string().contains("vllm"), "{err}");
-        guard.done().await;
+        guard.remove().await;
     })
     .await;
 }
@@ -228,7 +143,7 @@ async fn an_exemption_in_the_instance_admits_the_workload() {
 async fn deleting_a_profile_still_in_use_is_denied() {
     let client = client().await;
     let key = unique_name("in-use");
-    let guard = protect(&client, &key, "enforce", json!({}), json!([])).await;
+    let guard = Protection::enforce(&client, &key).await;
     let profiles: Api<airlock_crds::AISecurityProfile> = Api::all(client.clone());
     let err = profiles
         .delete(&guard.profile, &DeleteParams::default())
@@ -238,7 +153,7 @@ async fn deleting_a_profile_still_in_use_is_denied() {
         err.to_string().contains(&guard.instance),
         "the denial names the instance: {err}"
     );
-    guard.done().await;
+    guard.remove().await;
 }
 
 #[tokio::test]
@@ -272,7 +187,7 @@ async fn audit_mode_admits_with_a_warning() {
         label_namespace(&client, &ns, &key).await;
         // An audit-mode instance selects the namespace: its sidecar would only alert, so the model server
         // is not enforced; Airlock admits it and says so in a warning instead of denying it.
-        let guard = protect(&client, &key, "audit", json!({}), json!([])).await;
+        let guard = Protection::new(&client, &key, "audit", json!({}), json!([])).await;
         let path = std::env::temp_dir().join(format!("{key}.yaml"));
         let manifest = serde_json::to_string(&deployment("llm", VLLM_IMAGE, 2)).expect("json");
         let manifest = manifest.replacen('{', "{\"apiVersion\":\"apps/v1\",\"kind\":\"Deployment\",", 1);
@@ -289,22 +204,9 @@ async fn audit_mode_admits_with_a_warning() {
             stderr.contains("Warning:") && stderr.contains("vllm"),
             "kubectl shows the warning: {stderr}"
         );
-        guard.done().await;
+        guard.remove().await;
     })
     .await;
-}
-
-/// Samples of one metric family from the API server's `/metrics`, as (labels, value).
-async fn apiserver_metric(client: &Client, family: &str) -> Vec<(String, f64)> {
-    let request = http::Request::get("/metrics").body(Vec::new()).expect("request");
-    let text = client.request_text(request).await.expect("GET /metrics");
-    text.lines()
-        .filter_map(|l| l.strip_prefix(family))
-        .filter_map(|rest| {
-            let (labels, value) = rest.rsplit_once(' ')?;
-            Some((labels.to_owned(), value.parse().ok()?))
-        })
-        .collect()
 }
 
 #[tokio::test]
@@ -357,7 +259,7 @@ async fn a_job_with_the_injected_native_sidecar_still_completes() {
     with_temp_ns(|client, ns| async move {
         let key = unique_name("job");
         label_namespace(&client, &ns, &key).await;
-        let guard = protect(&client, &key, "enforce", json!({}), json!([])).await;
+        let guard = Protection::enforce(&client, &key).await;
 
         let jobs: Api<k8s_openapi::api::batch::v1::Job> = Api::namespaced(client.clone(), &ns);
         let job = serde_json::from_value(json!({
@@ -396,7 +298,7 @@ async fn a_job_with_the_injected_native_sidecar_still_completes() {
         })
         .await;
         assert_eq!(succeeded, 1);
-        guard.done().await;
+        guard.remove().await;
     })
     .await;
 }

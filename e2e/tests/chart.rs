@@ -115,6 +115,11 @@ fn bad_values_fail_at_install_time_with_the_offending_path() {
         ),
         ("webhook.timeoutSeconds=60", "/webhook/timeoutSeconds"),
         ("certificates.mode=vault", "/certificates/mode"),
+        // Shorter than the kubelet takes to refresh a mounted Secret: pods would still serve the old leaf.
+        (
+            "certificates.caOverlapSeconds=30",
+            "/certificates/caOverlapSeconds",
+        ),
         ("operator.replicas=0", "/operator/replicas"),
         ("webhook.replica=3", "additional properties 'replica' not allowed"),
         ("operator.image.digest=latest", "/operator/image/digest"),
@@ -275,6 +280,7 @@ fn values_change_what_is_rendered() {
         "crds.enabled=false",
         "webhook.failurePolicy.mutate=Fail",
         "webhook.timeoutSeconds=9",
+        "certificates.caOverlapSeconds=900",
         "operator.replicas=3",
         "webhook.replicas=1",
         "backstop.enabled=false",
@@ -294,6 +300,10 @@ fn values_change_what_is_rendered() {
     assert_eq!(
         env_of(operator, "AIRLOCK_WEBHOOK_TIMEOUT_SECONDS").as_deref(),
         Some("9")
+    );
+    assert_eq!(
+        env_of(operator, "AIRLOCK_CA_OVERLAP_SECONDS").as_deref(),
+        Some("900")
     );
     assert_eq!(
         env_of(operator, "AIRLOCK_CERTIFICATES").as_deref(),

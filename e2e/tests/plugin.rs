@@ -12,15 +12,14 @@ use std::path::PathBuf;
 use std::process::Output;
 use std::time::Duration;
 
-use airlock_crds::{AIRuntimeInstance, AISecurityProfile};
+use airlock_crds::AIRuntimeInstance;
 use airlock_e2e::{
-    delete_instance_and_profile, deployment, eventually, install_crds, kubeconfig_path, unique_name,
-    with_temp_ns,
+    Protection, deployment, eventually, kubeconfig_path, label_namespace, unique_name, with_temp_ns,
 };
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client, ResourceExt};
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::{Api, ResourceExt};
 use serde_json::{Value, json};
 
 const VLLM_IMAGE: &str = "vllm/vllm-openai:v0.9.1";
@@ -71,68 +70,12 @@ async fn airlock_ok(args: &[&str]) -> String {
     text(&out.stdout)
 }
 
-async fn label_namespace(client: &Client, ns: &str, key: &str) {
-    let namespaces: Api<Namespace> = Api::all(client.clone());
-    let patch = json!({ "metadata": { "labels": { "airlock-e2e/select": key } } });
-    namespaces
-        .patch(ns, &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .unwrap();
-}
-
-/// A profile and an enforcing instance selecting namespaces labelled `airlock-e2e/select=<key>`.
-struct Protection {
-    client: Client,
-    profile: String,
-    instance: String,
-}
-
-impl Protection {
-    async fn new(client: &Client, key: &str) -> Self {
-        install_crds(client).await;
-        let profile = unique_name("plugin-profile");
-        let instance = unique_name("plugin");
-        let profiles: Api<AISecurityProfile> = Api::all(client.clone());
-        let p: AISecurityProfile = serde_json::from_value(json!({
-            "apiVersion": "airlock.dev/v1alpha1", "kind": "AISecurityProfile",
-            "metadata": { "name": profile },
-            "spec": { "appProtection": { "promptInjection": { "action": "block" } } }
-        }))
-        .unwrap();
-        profiles.create(&PostParams::default(), &p).await.unwrap();
-        let instances: Api<AIRuntimeInstance> = Api::all(client.clone());
-        let i: AIRuntimeInstance = serde_json::from_value(json!({
-            "apiVersion": "airlock.dev/v1alpha1", "kind": "AIRuntimeInstance",
-            "metadata": { "name": instance },
-            "spec": {
-                "selector": { "namespaceSelector": { "matchLabels": { "airlock-e2e/select": key } } },
-                "profileRef": { "name": profile },
-                "mode": "enforce"
-            }
-        }))
-        .unwrap();
-        instances.create(&PostParams::default(), &i).await.unwrap();
-        // The webhook learns about the instance through its watch.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        Protection {
-            client: client.clone(),
-            profile,
-            instance,
-        }
-    }
-
-    /// Deletes the instance (waiting for its finalizer), then the profile.
-    async fn remove(self) {
-        delete_instance_and_profile(&self.client, &self.instance, &self.profile).await;
-    }
-}
-
 #[tokio::test]
 async fn the_plugin_s_status_and_explain_describe_a_protected_model_server() {
     with_temp_ns(|client, ns| async move {
         let key = unique_name("plugin");
         label_namespace(&client, &ns, &key).await;
-        let protection = Protection::new(&client, &key).await;
+        let protection = Protection::enforce(&client, &key).await;
         let instance = protection.instance.clone();
         let profile = protection.profile.clone();
 
@@ -280,7 +223,7 @@ async fn the_plugin_explains_why_a_pod_in_an_unselected_namespace_is_not_protect
     with_temp_ns(|client, ns| async move {
         // The instance selects namespaces labelled with a key this namespace does not carry.
         let key = unique_name("elsewhere");
-        let protection = Protection::new(&client, &key).await;
+        let protection = Protection::enforce(&client, &key).await;
         let instance = protection.instance.clone();
 
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);

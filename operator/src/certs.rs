@@ -23,6 +23,15 @@
 //!
 //! Renewing only the serving certificate ([`Plan::RenewServing`]) keeps the CA, so the bundle does not
 //! change and nothing has to overlap.
+//!
+//! # Rotation on request
+//!
+//! An admin can ask for a CA rotation now (a leaked key, a drill) by giving the Secret's
+//! [`ROTATE_CA_ANNOTATION`] a new value, e.g.
+//! `kubectl annotate secret airlock-webhook-tls airlock.dev/rotate-ca="$(date -u +%FT%TZ)" --overwrite`.
+//! The rotation runs the same overlap as a scheduled one; the value it answered is recorded in
+//! [`ROTATE_CA_HANDLED_ANNOTATION`], so each new value rotates once. A request made during an overlap waits
+//! for the overlap to end: a third CA in flight could drop one that a webhook pod still serves from.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -55,6 +64,10 @@ pub const CA_KEY: &str = "ca.key";
 pub const CA_BUNDLE: &str = "ca-bundle.crt";
 /// Secret annotation recording when the CA was last rotated (RFC 3339), which starts the overlap.
 pub const CA_ROTATED_AT_ANNOTATION: &str = "airlock.dev/ca-rotated-at";
+/// Secret annotation an admin sets (to any new value) to ask for a CA rotation now.
+pub const ROTATE_CA_ANNOTATION: &str = "airlock.dev/rotate-ca";
+/// Secret annotation recording the last [`ROTATE_CA_ANNOTATION`] value a rotation answered.
+pub const ROTATE_CA_HANDLED_ANNOTATION: &str = "airlock.dev/rotate-ca-handled";
 
 /// Certificates start this long before they are issued, so an API server whose clock runs a little behind
 /// the operator's does not reject a certificate as not yet valid.
@@ -186,6 +199,24 @@ pub struct CertMaterial {
     /// Bundle entries other than the current CA: the previous CA during an overlap.
     previous_cas: Vec<PreviousCa>,
     ca_rotated_at: Option<OffsetDateTime>,
+    rotation: RotationRequest,
+}
+
+/// The admin's rotation request and the last one answered ([`ROTATE_CA_ANNOTATION`],
+/// [`ROTATE_CA_HANDLED_ANNOTATION`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RotationRequest {
+    /// The value of [`ROTATE_CA_ANNOTATION`].
+    pub requested: Option<String>,
+    /// The value of [`ROTATE_CA_HANDLED_ANNOTATION`].
+    pub handled: Option<String>,
+}
+
+impl RotationRequest {
+    /// Whether a request has not been answered yet.
+    pub fn pending(&self) -> bool {
+        self.requested.as_ref().is_some_and(|r| !r.is_empty()) && self.requested != self.handled
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -262,6 +293,7 @@ impl CertMaterial {
             bundle_damaged,
             previous_cas,
             ca_rotated_at: None,
+            rotation: RotationRequest::default(),
             ca_pem,
             ca_key_pem,
             serving_pem,
@@ -271,18 +303,34 @@ impl CertMaterial {
     }
 
     /// Parses the Secret's data and reads the rotation time from its [`CA_ROTATED_AT_ANNOTATION`]
-    /// annotation. An absent or unreadable annotation leaves the rotation time unknown, and [`plan`] then
-    /// falls back to the current CA's start of validity, which a rotation sets.
+    /// annotation, and a rotation request from [`ROTATE_CA_ANNOTATION`] and [`ROTATE_CA_HANDLED_ANNOTATION`].
+    /// An absent or unreadable rotation time is unknown, and [`plan`] then falls back to the current CA's
+    /// start of validity, which a rotation sets.
     pub fn from_secret(secret: &Secret) -> Result<CertMaterial> {
         let empty = BTreeMap::new();
         let material = Self::from_secret_data(secret.data.as_ref().unwrap_or(&empty))?;
-        let rotated_at = secret
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|annotations| annotations.get(CA_ROTATED_AT_ANNOTATION))
+        let annotation = |key: &str| {
+            secret
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|annotations| annotations.get(key))
+        };
+        let rotated_at = annotation(CA_ROTATED_AT_ANNOTATION)
             .and_then(|value| OffsetDateTime::parse(value, &Rfc3339).ok());
-        Ok(material.with_ca_rotated_at(rotated_at))
+        let rotation = RotationRequest {
+            requested: annotation(ROTATE_CA_ANNOTATION).cloned(),
+            handled: annotation(ROTATE_CA_HANDLED_ANNOTATION).cloned(),
+        };
+        Ok(material
+            .with_ca_rotated_at(rotated_at)
+            .with_rotation_request(rotation))
+    }
+
+    /// The same material with an admin's rotation request.
+    pub fn with_rotation_request(mut self, rotation: RotationRequest) -> Self {
+        self.rotation = rotation;
+        self
     }
 
     /// The same material with the time of the last CA rotation set.
@@ -360,6 +408,8 @@ pub enum Reason {
     CaExpired,
     /// The CA has reached its renewal point.
     CaRenewalDue,
+    /// An admin asked for a rotation ([`ROTATE_CA_ANNOTATION`]).
+    Requested,
     /// The serving certificate has reached its renewal point.
     ServingRenewalDue,
     /// `tls.key` is not the key of `tls.crt`.
@@ -380,6 +430,7 @@ impl Reason {
             Reason::NotACa => "not_a_ca",
             Reason::CaExpired => "ca_expired",
             Reason::CaRenewalDue => "ca_renewal_due",
+            Reason::Requested => "requested",
             Reason::ServingRenewalDue => "serving_renewal_due",
             Reason::ServingKeyMismatch => "serving_key_mismatch",
             Reason::ServingNamesChanged => "serving_names_changed",
@@ -397,6 +448,7 @@ impl fmt::Display for Reason {
             Reason::NotACa => write!(f, "{CA_CRT} is not a CA certificate"),
             Reason::CaExpired => f.write_str("the CA has expired"),
             Reason::CaRenewalDue => f.write_str("the CA is due for renewal"),
+            Reason::Requested => write!(f, "a rotation was requested ({ROTATE_CA_ANNOTATION})"),
             Reason::ServingRenewalDue => f.write_str("the serving certificate is due for renewal"),
             Reason::ServingKeyMismatch => write!(f, "{TLS_KEY} does not match {TLS_CRT}"),
             Reason::ServingNamesChanged => {
@@ -491,6 +543,12 @@ pub fn plan(current: Option<&CertMaterial>, cfg: &CertConfig, now: OffsetDateTim
     if !m.bundle_has_current_ca || m.bundle_damaged {
         return Plan::RepairBundle;
     }
+    // A request during an overlap waits for it to end ([`Plan::DropOldCa`] below, then this).
+    if m.rotation.pending() && m.previous_cas.is_empty() {
+        return Plan::RotateCa {
+            reason: Reason::Requested,
+        };
+    }
 
     let serving_reason = if !m.serving_issued_by_ca {
         Some(Reason::ServingNotIssuedByCa)
@@ -548,7 +606,8 @@ pub fn plan_secret(
 pub struct SecretContents {
     /// Secret data (keys [`TLS_CRT`], [`TLS_KEY`], [`CA_CRT`], [`CA_KEY`], [`CA_BUNDLE`]).
     pub data: BTreeMap<String, ByteString>,
-    /// Secret annotations Airlock owns ([`CA_ROTATED_AT_ANNOTATION`] during an overlap).
+    /// Secret annotations Airlock owns ([`CA_ROTATED_AT_ANNOTATION`] during an overlap,
+    /// [`ROTATE_CA_HANDLED_ANNOTATION`] once a request was answered).
     pub annotations: BTreeMap<String, String>,
 }
 
@@ -575,7 +634,14 @@ pub fn execute(
     let need = |what: &str| {
         current.ok_or_else(|| Error::Certificate(format!("cannot {what} without existing certificates")))
     };
-    let contents = match plan {
+    // A new CA answers the pending request; any other write keeps the answer it had.
+    let rotation = current.map(|m| &m.rotation);
+    let answered = match plan {
+        Plan::Create { .. } | Plan::RotateCa { .. } => rotation.and_then(|r| r.requested.as_ref()),
+        _ => None,
+    }
+    .or_else(|| rotation.and_then(|r| r.handled.as_ref()));
+    let mut contents = match plan {
         Plan::Keep { .. } => return Ok(None),
         Plan::Create { .. } => {
             let ca = new_ca(cfg, now)?;
@@ -609,6 +675,11 @@ pub fn execute(
             )
         }
     };
+    if let Some(answered) = answered {
+        contents
+            .annotations
+            .insert(ROTATE_CA_HANDLED_ANNOTATION.to_owned(), answered.clone());
+    }
     Ok(Some(contents))
 }
 
@@ -1113,6 +1184,107 @@ mod tests {
         let next = next.unwrap();
         assert_eq!(next.data[CA_BUNDLE], rotated.data[CA_BUNDLE]);
         assert_eq!(next.annotations, rotated.annotations);
+    }
+
+    /// `contents` as stored, with an admin's [`ROTATE_CA_ANNOTATION`] on top: Airlock's server-side apply
+    /// leaves another field manager's annotation in place.
+    fn with_request(contents: &SecretContents, value: &str) -> SecretContents {
+        let mut contents = contents.clone();
+        contents
+            .annotations
+            .insert(ROTATE_CA_ANNOTATION.to_owned(), value.to_owned());
+        contents
+    }
+
+    #[test]
+    fn a_requested_rotation_overlaps_like_a_scheduled_one_and_runs_once_per_request() {
+        let cfg = cfg();
+        let old = created(&cfg, t0());
+        let now = t0() + Duration::days(1);
+        let (plan, next) = step(&with_request(&old, "2026-01-02T00:00:00Z"), &cfg, now);
+        assert_eq!(
+            plan,
+            Plan::RotateCa {
+                reason: Reason::Requested
+            }
+        );
+        let rotated = next.unwrap();
+        assert_ne!(rotated.data[CA_KEY], old.data[CA_KEY]);
+        assert_eq!(text(&rotated, CA_BUNDLE).matches(PEM_BEGIN).count(), 2);
+        assert_eq!(
+            rotated
+                .annotations
+                .get(ROTATE_CA_HANDLED_ANNOTATION)
+                .map(String::as_str),
+            Some("2026-01-02T00:00:00Z")
+        );
+        assert!(rotated.annotations.contains_key(CA_ROTATED_AT_ANNOTATION));
+
+        // The same request is answered: the overlap runs its course and the handled value survives it.
+        let rotated = with_request(&rotated, "2026-01-02T00:00:00Z");
+        let (plan, _) = step(&rotated, &cfg, now + Duration::minutes(1));
+        assert!(matches!(plan, Plan::Keep { .. }), "{plan:?}");
+        let (plan, dropped) = step(&rotated, &cfg, now + Duration::minutes(11));
+        assert_eq!(plan, Plan::DropOldCa);
+        let dropped = with_request(&dropped.unwrap(), "2026-01-02T00:00:00Z");
+        assert_eq!(
+            dropped
+                .annotations
+                .get(ROTATE_CA_HANDLED_ANNOTATION)
+                .map(String::as_str),
+            Some("2026-01-02T00:00:00Z")
+        );
+        assert!(matches!(
+            step(&dropped, &cfg, now + Duration::minutes(12)).0,
+            Plan::Keep { .. }
+        ));
+
+        // A new value asks again.
+        let (plan, _) = step(
+            &with_request(&dropped, "again"),
+            &cfg,
+            now + Duration::minutes(12),
+        );
+        assert_eq!(
+            plan,
+            Plan::RotateCa {
+                reason: Reason::Requested
+            }
+        );
+    }
+
+    #[test]
+    fn a_rotation_requested_during_an_overlap_waits_for_the_old_ca_to_leave() {
+        let cfg = cfg();
+        let rotated_at = t0() + Duration::days(250);
+        let (_, rotated) = step(&created(&cfg, t0()), &cfg, rotated_at);
+        let rotated = with_request(&rotated.unwrap(), "now");
+
+        let (plan, _) = step(&rotated, &cfg, rotated_at + Duration::minutes(1));
+        assert_eq!(
+            plan,
+            Plan::Keep {
+                next_check: rotated_at + Duration::minutes(10)
+            }
+        );
+        let (plan, dropped) = step(&rotated, &cfg, rotated_at + Duration::minutes(10));
+        assert_eq!(plan, Plan::DropOldCa);
+        // Dropping the old CA does not answer the request; the rotation follows.
+        let dropped = with_request(&dropped.unwrap(), "now");
+        assert_eq!(dropped.annotations.get(ROTATE_CA_HANDLED_ANNOTATION), None);
+        assert_eq!(
+            step(&dropped, &cfg, rotated_at + Duration::minutes(10)).0,
+            Plan::RotateCa {
+                reason: Reason::Requested
+            }
+        );
+    }
+
+    #[test]
+    fn an_empty_request_asks_for_nothing() {
+        let cfg = cfg();
+        let (plan, _) = step(&with_request(&created(&cfg, t0()), ""), &cfg, t0());
+        assert!(matches!(plan, Plan::Keep { .. }), "{plan:?}");
     }
 
     #[test]

@@ -141,6 +141,12 @@ pub struct Args {
     #[arg(long, env = "AIRLOCK_CERT_VALIDITY_HOURS", default_value_t = 24 * 90)]
     pub cert_validity_hours: u64,
 
+    /// How long the previous CA stays in `caBundle` after a CA rotation, in seconds: longer than it takes
+    /// the kubelet to refresh the mounted Secret (about a minute) plus the webhook's reload (5 s).
+    #[arg(long, env = "AIRLOCK_CA_OVERLAP_SECONDS", default_value_t = 600,
+          value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    pub ca_overlap_seconds: u32,
+
     /// Development only: also write `tls.crt` and `tls.key` to this directory, for a webhook that runs
     /// outside the cluster and cannot mount the Secret.
     #[arg(long, env = "AIRLOCK_CERT_DIR")]

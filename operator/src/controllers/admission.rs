@@ -113,6 +113,7 @@ pub fn cert_config(args: &crate::Args) -> Result<CertConfig> {
         .filter(|h| *h > 0)
         .ok_or_else(|| Error::Config("--cert-validity-hours must be a positive number of hours".into()))?;
     config.serving_validity = time::Duration::hours(hours);
+    config.ca_overlap = time::Duration::seconds(i64::from(args.ca_overlap_seconds));
     if config.serving_validity > config.ca_validity {
         config.ca_validity = config.serving_validity * 4;
     }
@@ -198,6 +199,18 @@ async fn reconcile(ctx: &Context, cert_config: &CertConfig, installed: bool) -> 
         .await?;
         ctx.metrics.certificate_rotation(plan.label());
         tracing::info!(plan = plan.label(), reason = %plan_reason(plan), "webhook certificates updated");
+        if let Some(event) = certificate_event(plan, cert_config.ca_overlap) {
+            let reference = ObjectReference {
+                api_version: Some("v1".to_owned()),
+                kind: Some("Secret".to_owned()),
+                name: Some(ctx.args.webhook_secret.clone()),
+                namespace: Some(ctx.args.namespace.clone()),
+                ..ObjectReference::default()
+            };
+            if let Err(error) = ctx.recorder.publish(&event, &reference).await {
+                tracing::debug!(%error, "could not record an event");
+            }
+        }
     }
     if let Some(dir) = &ctx.args.cert_dir {
         mirror(dir, &prepared.data).await?;
@@ -312,6 +325,56 @@ async fn prepare_certificates(ctx: &Context, config: &CertConfig) -> Result<Prep
     }
 }
 
+/// The Event recorded on the Secret when `plan` changed it: the security team's audit trail of every
+/// certificate change. Replacing unusable material is a warning; scheduled and requested changes are not.
+fn certificate_event(plan: &Plan, overlap: time::Duration) -> Option<Event> {
+    let (type_, reason, note) = match plan {
+        Plan::Keep { .. } => return None,
+        Plan::Create {
+            reason: reason @ certs::Reason::NoMaterial,
+        } => (
+            EventType::Normal,
+            "CertificatesCreated",
+            format!("new CA and serving certificate ({reason})"),
+        ),
+        Plan::Create { reason } => (
+            EventType::Warning,
+            "CertificatesReplaced",
+            format!("new CA and serving certificate without an overlap: {reason}"),
+        ),
+        Plan::RenewServing { reason } => (
+            EventType::Normal,
+            "ServingCertificateRenewed",
+            format!("new serving certificate from the same CA: {reason}"),
+        ),
+        Plan::RotateCa { reason } => (
+            EventType::Normal,
+            "CARotated",
+            format!(
+                "new CA and serving certificate: {reason}; the old CA stays trusted for {} s",
+                overlap.whole_seconds()
+            ),
+        ),
+        Plan::DropOldCa => (
+            EventType::Normal,
+            "OldCARemoved",
+            "the CA overlap ended; caBundle trusts the current CA alone".to_owned(),
+        ),
+        Plan::RepairBundle => (
+            EventType::Warning,
+            "CABundleRepaired",
+            "the CA bundle lacked the current CA or held unreadable blocks; rewritten".to_owned(),
+        ),
+    };
+    Some(Event {
+        type_,
+        reason: reason.into(),
+        note: Some(note),
+        action: "Certificates".into(),
+        secondary: None,
+    })
+}
+
 fn plan_reason(plan: &Plan) -> String {
     match plan {
         Plan::Create { reason } | Plan::RenewServing { reason } | Plan::RotateCa { reason } => {
@@ -353,4 +416,86 @@ async fn mirror(dir: &Path, data: &BTreeMap<String, ByteString>) -> Result<()> {
         tokio::fs::rename(&tmp, &path).await.map_err(io)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    fn args(flags: &[&str]) -> crate::Args {
+        crate::Args::try_parse_from(std::iter::once("airlock-operator").chain(flags.iter().copied()))
+            .expect("flags parse")
+    }
+
+    #[test]
+    fn the_certificate_flags_reach_the_certificate_configuration() {
+        let config = cert_config(&args(&[
+            "--cert-validity-hours",
+            "24",
+            "--ca-overlap-seconds",
+            "45",
+            "--cert-extra-san",
+            "127.0.0.1,localhost",
+        ]))
+        .expect("usable configuration");
+        assert_eq!(config.serving_validity, time::Duration::hours(24));
+        assert_eq!(config.ca_overlap, time::Duration::seconds(45));
+        assert_eq!(config.extra_ips, [IpAddr::from([127, 0, 0, 1])]);
+        assert_eq!(config.extra_dns, ["localhost"]);
+
+        let defaults = cert_config(&args(&[])).expect("usable defaults");
+        assert_eq!(defaults.ca_overlap, CertConfig::DEFAULT_CA_OVERLAP);
+    }
+
+    #[test]
+    fn every_certificate_change_is_recorded_and_only_replacements_warn() {
+        let overlap = time::Duration::minutes(10);
+        let event = |plan: Plan| certificate_event(&plan, overlap);
+        assert!(
+            event(Plan::Keep {
+                next_check: time::OffsetDateTime::UNIX_EPOCH
+            })
+            .is_none()
+        );
+
+        let rotated = event(Plan::RotateCa {
+            reason: certs::Reason::Requested,
+        })
+        .expect("an event");
+        assert_eq!(rotated.reason, "CARotated");
+        assert_eq!(rotated.type_, EventType::Normal);
+        let note = rotated.note.expect("a note");
+        assert!(
+            note.contains("airlock.dev/rotate-ca") && note.contains("600 s"),
+            "{note}"
+        );
+
+        let replaced = event(Plan::Create {
+            reason: certs::Reason::CaKeyMismatch,
+        })
+        .expect("an event");
+        assert_eq!(
+            (replaced.type_, replaced.reason.as_str()),
+            (EventType::Warning, "CertificatesReplaced")
+        );
+        let first = event(Plan::Create {
+            reason: certs::Reason::NoMaterial,
+        })
+        .expect("an event");
+        assert_eq!(
+            (first.type_, first.reason.as_str()),
+            (EventType::Normal, "CertificatesCreated")
+        );
+        assert_eq!(event(Plan::DropOldCa).expect("an event").reason, "OldCARemoved");
+    }
+
+    #[test]
+    fn an_overlap_out_of_range_is_refused_at_startup() {
+        for bad in ["0", "86401", "-5", "ten"] {
+            let parsed = crate::Args::try_parse_from(["airlock-operator", "--ca-overlap-seconds", bad]);
+            assert!(parsed.is_err(), "--ca-overlap-seconds {bad} was accepted");
+        }
+    }
 }
