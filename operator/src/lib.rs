@@ -9,6 +9,8 @@ pub mod cache;
 pub mod certs;
 pub mod controllers;
 pub mod error;
+#[cfg(test)]
+mod fixtures;
 pub mod index;
 pub mod leader;
 pub mod metrics;
@@ -198,6 +200,30 @@ impl Context {
     /// Changes the index.
     pub fn index_write(&self) -> RwLockWriteGuard<'_, Index> {
         self.index.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[cfg(test)]
+impl Context {
+    /// A context around `client` (a mocked API server) with the default flags, an empty index and
+    /// `groups` as the address-group cache.
+    pub(crate) fn for_tests(client: Client, groups: Store<DynamicAddressGroup>) -> Context {
+        use clap::Parser as _;
+        let args = Args::try_parse_from(["airlock-operator"]).expect("the default flags parse");
+        let reporter = Reporter {
+            controller: "airlock-operator".into(),
+            instance: Some("test".into()),
+        };
+        Context {
+            client: client.clone(),
+            index: RwLock::new(Index::new()),
+            groups_dirty: Notify::new(),
+            index_revision: watch::channel(0).0,
+            metrics: Arc::new(Metrics::new()),
+            stores: Stores { groups },
+            args,
+            recorder: Recorder::new(client, reporter),
+        }
     }
 }
 

@@ -378,6 +378,149 @@ mod tests {
         assert_eq!(d.status.member_count, 0);
     }
 
+    /// Status writes of groups against a mocked API server: the expected calls, in order.
+    mod api {
+        use std::time::Duration;
+
+        use http::Method;
+        use kube::runtime::{reflector, watcher};
+        use serde_json::Value;
+        use tokio::time::Instant;
+
+        use super::*;
+        use crate::fixtures::{self, ApiServer, sample, without_transition_times};
+
+        const STATUS_PATH: &str = "/apis/airlock.dev/v1alpha1/dynamicaddressgroups/g/status";
+
+        /// A writer running against the mock, with group `g` cached and one member pod indexed.
+        fn writer_for_group_g() -> (
+            Arc<Context>,
+            ApiServer,
+            tokio::task::JoinHandle<()>,
+            DynamicAddressGroup,
+        ) {
+            let (client, api) = fixtures::client();
+            let (store, mut cache) = reflector::store();
+            let g = group("g", "app = x");
+            cache.apply_watcher_event(&watcher::Event::Apply(g.clone()));
+            let ctx = Arc::new(Context::for_tests(client, store));
+            {
+                let mut index = ctx.index_write();
+                index.apply_group("g", &g.spec);
+                index.apply_pod("ns", pod("a", 0x0a00_0001));
+            }
+            ctx.groups_dirty.notify_one();
+            let writer = tokio::spawn(run_status_writer(ctx.clone()));
+            (ctx, api, writer, g)
+        }
+
+        /// The group as the API server returns it after the status patch in `body`.
+        fn patched(group: &DynamicAddressGroup, body: &Value) -> Value {
+            let mut object = serde_json::to_value(group).unwrap();
+            object["status"] = body["status"].clone();
+            object
+        }
+
+        fn failures(ctx: &Context, reason: &str) -> Option<String> {
+            sample(
+                &ctx.metrics,
+                &format!(
+                    "airlock_operator_reconcile_failures_total{{controller=\"group\",reason=\"{reason}\"}}"
+                ),
+            )
+        }
+
+        fn status_writes(ctx: &Context) -> Option<String> {
+            sample(
+                &ctx.metrics,
+                "airlock_operator_status_writes_total{kind=\"group\"}",
+            )
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_status_write_answered_409_is_counted_and_retried_with_the_same_status() {
+            let (ctx, mut api, writer, g) = writer_for_group_g();
+
+            let first = api.expect(Method::PATCH, STATUS_PATH).await;
+            assert_eq!(
+                first.content_type.as_deref(),
+                Some("application/merge-patch+json")
+            );
+            assert_eq!(first.body["status"]["memberCount"], 1);
+            assert_eq!(first.body["status"]["members"][0]["ips"][0], "10.0.0.1");
+            let sent = first.body.clone();
+            first.conflict();
+            let failed_at = Instant::now();
+
+            let second = api.expect(Method::PATCH, STATUS_PATH).await;
+            assert!(
+                failed_at.elapsed() >= Duration::from_secs(1),
+                "retried without backing off"
+            );
+            assert_eq!(
+                without_transition_times(&second.body),
+                without_transition_times(&sent)
+            );
+            let object = patched(&g, &second.body);
+            second.ok(&object);
+
+            // Written once it succeeded: nothing more to send.
+            api.expect_no_call(Duration::from_secs(30)).await;
+            assert_eq!(failures(&ctx, "conflict").as_deref(), Some("1"));
+            assert_eq!(status_writes(&ctx).as_deref(), Some("1"));
+            writer.abort();
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_status_write_answered_429_is_counted_as_throttled_and_retried_after_a_pause() {
+            let (ctx, mut api, writer, g) = writer_for_group_g();
+
+            let first = api.expect(Method::PATCH, STATUS_PATH).await;
+            let sent = first.body.clone();
+            first.throttle(1);
+            let throttled_at = Instant::now();
+
+            let second = api.expect(Method::PATCH, STATUS_PATH).await;
+            assert!(
+                throttled_at.elapsed() >= Duration::from_secs(1),
+                "retried without a pause"
+            );
+            assert_eq!(
+                without_transition_times(&second.body),
+                without_transition_times(&sent)
+            );
+            let object = patched(&g, &second.body);
+            second.ok(&object);
+
+            api.expect_no_call(Duration::from_secs(30)).await;
+            assert_eq!(failures(&ctx, "throttled").as_deref(), Some("1"));
+            assert_eq!(failures(&ctx, "conflict"), None);
+            assert_eq!(status_writes(&ctx).as_deref(), Some("1"));
+            writer.abort();
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_member_that_joins_after_a_failed_write_is_in_the_next_write() {
+            let (ctx, mut api, writer, g) = writer_for_group_g();
+
+            let first = api.expect(Method::PATCH, STATUS_PATH).await;
+            assert_eq!(first.body["status"]["memberCount"], 1);
+            first.conflict();
+            // The pod watch indexes a second member before the retry.
+            ctx.index_write().apply_pod("ns", pod("b", 0x0a00_0002));
+            ctx.groups_dirty.notify_one();
+
+            let second = api.expect(Method::PATCH, STATUS_PATH).await;
+            assert_eq!(second.body["status"]["memberCount"], 2);
+            let object = patched(&g, &second.body);
+            second.ok(&object);
+
+            api.expect_no_call(Duration::from_secs(30)).await;
+            assert_eq!(failures(&ctx, "conflict").as_deref(), Some("1"));
+            writer.abort();
+        }
+    }
+
     #[test]
     fn an_unchanged_membership_needs_no_write() {
         let mut g = group("g", "app = x");

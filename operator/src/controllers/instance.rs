@@ -593,6 +593,142 @@ spec:
         conditions::ready(true, "PolicyDelivered", "ok", Some(4), now())
     }
 
+    /// Profile and instance reconciles against a mocked API server: the expected calls, in order, and
+    /// what the controller is told to do when a write fails.
+    mod api {
+        use http::{Method, StatusCode};
+        use kube::runtime::{reflector, watcher};
+        use serde_json::Value;
+
+        use super::*;
+        use crate::fixtures::{self, sample, without_transition_times};
+
+        const PROFILE_STATUS: &str = "/apis/airlock.dev/v1alpha1/aisecurityprofiles/strict/status";
+        const INSTANCE_STATUS: &str = "/apis/airlock.dev/v1alpha1/airuntimeinstances/ml/status";
+        const EVENTS: &str = "/apis/events.k8s.io/v1/namespaces/default/events";
+
+        /// A store that has finished its first list, holding `objects`.
+        fn listed<K>(objects: Vec<K>) -> Store<K>
+        where
+            K: Resource<DynamicType = ()> + Clone + 'static,
+        {
+            let (store, mut writer) = reflector::store();
+            writer.apply_watcher_event(&watcher::Event::Init);
+            for object in objects {
+                writer.apply_watcher_event(&watcher::Event::InitApply(object));
+            }
+            writer.apply_watcher_event(&watcher::Event::InitDone);
+            store
+        }
+
+        fn shared(client: kube::Client) -> Arc<Shared> {
+            Arc::new(Shared {
+                ctx: Arc::new(Context::for_tests(client, reflector::store().0)),
+                profiles: listed(Vec::new()),
+                instances: listed(Vec::new()),
+                reported: Mutex::new(HashSet::new()),
+            })
+        }
+
+        fn strict_profile() -> AISecurityProfile {
+            serde_yaml_ng::from_str(
+                "apiVersion: airlock.dev/v1alpha1\nkind: AISecurityProfile\nmetadata: {name: strict, generation: 1}\nspec: {}\n",
+            )
+            .unwrap()
+        }
+
+        /// `instance()` already carrying the cleanup finalizer, so a reconcile goes straight to apply.
+        fn finalized_instance() -> AIRuntimeInstance {
+            let mut i = instance();
+            i.metadata.finalizers = Some(vec![FINALIZER.into()]);
+            i
+        }
+
+        /// `object` as the API server returns it after the status patch in `body`.
+        fn patched<K: serde::Serialize>(object: &K, body: &Value) -> Value {
+            let mut object = serde_json::to_value(object).unwrap();
+            object["status"] = body["status"].clone();
+            object
+        }
+
+        fn failures(shared: &Shared, controller: &str, reason: &str) -> Option<String> {
+            sample(
+                &shared.ctx.metrics,
+                &format!(
+                    "airlock_operator_reconcile_failures_total{{controller=\"{controller}\",reason=\"{reason}\"}}"
+                ),
+            )
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_profile_status_write_answered_409_is_requeued_quickly_and_rewritten_unchanged() {
+            let (client, mut api) = fixtures::client();
+            let shared = shared(client);
+            let profile = Arc::new(strict_profile());
+
+            let pass = tokio::spawn(reconcile_profile(profile.clone(), shared.clone()));
+            let first = api.expect(Method::PATCH, PROFILE_STATUS).await;
+            assert_eq!(first.body["status"]["conditions"][0]["reason"], "Compiled");
+            let sent = first.body.clone();
+            first.conflict();
+            let error = pass.await.unwrap().expect_err("a 409 fails the pass");
+            // No `Compiled` Event for a status that was not written.
+            api.expect_no_call(Duration::from_secs(30)).await;
+
+            let action = error_policy(profile.clone(), &error, shared.clone());
+            assert_eq!(action, Action::requeue(Duration::from_millis(200)));
+            assert_eq!(failures(&shared, "profile", "conflict").as_deref(), Some("1"));
+
+            // The requeued pass writes the same status, then records the Event once.
+            let pass = tokio::spawn(reconcile_profile(profile.clone(), shared.clone()));
+            let second = api.expect(Method::PATCH, PROFILE_STATUS).await;
+            assert_eq!(
+                without_transition_times(&second.body),
+                without_transition_times(&sent)
+            );
+            let object = patched(&*profile, &second.body);
+            second.ok(&object);
+            let event = api.expect(Method::POST, EVENTS).await;
+            assert_eq!(event.body["reason"], "Compiled");
+            let created = event.body.clone();
+            event.respond(StatusCode::CREATED, &created);
+            assert_eq!(pass.await.unwrap().unwrap(), Action::requeue(RESYNC));
+            api.expect_no_call(Duration::from_secs(30)).await;
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn an_instance_status_write_answered_429_is_requeued_after_five_seconds_and_rewritten() {
+            let (client, mut api) = fixtures::client();
+            let shared = shared(client);
+            let instance = Arc::new(finalized_instance());
+
+            // Its profile is missing: nothing to deliver, only the status says so.
+            let pass = tokio::spawn(reconcile_instance(instance.clone(), shared.clone()));
+            let first = api.expect(Method::PATCH, INSTANCE_STATUS).await;
+            let ready = &first.body["status"]["conditions"][0];
+            assert_eq!(ready["type"], "Ready");
+            assert_eq!(ready["reason"], "ProfileNotFound");
+            let sent = first.body.clone();
+            first.throttle(5);
+            let error = pass.await.unwrap().expect_err("a 429 fails the pass");
+
+            let action = error_policy(instance.clone(), &error, shared.clone());
+            assert_eq!(action, Action::requeue(Duration::from_secs(5)));
+            assert_eq!(failures(&shared, "instance", "throttled").as_deref(), Some("1"));
+
+            let pass = tokio::spawn(reconcile_instance(instance.clone(), shared.clone()));
+            let second = api.expect(Method::PATCH, INSTANCE_STATUS).await;
+            assert_eq!(
+                without_transition_times(&second.body),
+                without_transition_times(&sent)
+            );
+            let object = patched(&*instance, &second.body);
+            second.ok(&object);
+            assert_eq!(pass.await.unwrap().unwrap(), Action::requeue(RESYNC));
+            api.expect_no_call(Duration::from_secs(30)).await;
+        }
+    }
+
     #[test]
     fn an_instance_references_its_profile_and_its_rules_profiles() {
         let names: Vec<String> = referenced_profiles(&instance()).into_iter().collect();
