@@ -20,6 +20,7 @@ use airlock_webhook::mutate::{ANNOTATION_STATUS, InjectionStatus, LABEL_INJECT, 
 use airlock_webhook::review::{ClusterView, Route, StaticView, handle};
 use airlock_webhook::selection::{self, NEVER_SELECTED};
 use airlock_webhook::workload::{Workload, kind_name, workload_kind};
+use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -191,9 +192,9 @@ struct Answer {
     allowed: bool,
     #[serde(default)]
     status: Option<AnswerStatus>,
-    /// kube serialises the patch bytes as an array of numbers.
+    /// The JSON Patch, base64 as the API server reads it.
     #[serde(default)]
-    patch: Option<Vec<u8>>,
+    patch: Option<String>,
     #[serde(default)]
     warnings: Option<Vec<String>>,
 }
@@ -278,8 +279,9 @@ fn mutate(pod: &Value, namespace: &str, view: &dyn ClusterView) -> Mutated {
         patched: false,
         warnings: answer.warnings(),
     };
-    if let Some(bytes) = answer.patch.as_deref()
-        && let Ok(patch) = serde_json::from_slice::<json_patch::Patch>(bytes)
+    if let Some(encoded) = answer.patch.as_deref()
+        && let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(encoded)
+        && let Ok(patch) = serde_json::from_slice::<json_patch::Patch>(&bytes)
         && json_patch::patch(&mut out.pod, &patch).is_ok()
     {
         out.patched = true;

@@ -7,11 +7,14 @@
 //!   canned AdmissionReview, the floor that admission's own cost is measured against.
 //!
 //! `cargo run --release -p airlock-webhook --example bench_server -- <admission|bare> <addr> <cert> <key>`
+//!
+//! A third mode, `cost <mutate.json> <validate.json>`, times the handler alone (`review::handle`, no
+//! TLS, no HTTP) on the same reviews, on one thread, and prints p50/p99 per call.
 
 use std::sync::Arc;
 
 use airlock_crds::{AIRuntimeInstance, AISecurityProfile};
-use airlock_webhook::review::StaticView;
+use airlock_webhook::review::{Route, StaticView, handle};
 use airlock_webhook::server::serve_filter;
 use airlock_webhook::tls::ReloadingCert;
 use airlock_webhook::{ServeOptions, serve};
@@ -48,9 +51,48 @@ fn canned() -> warp::reply::Response {
     response
 }
 
+/// Times `review::handle` on each review file: a warm-up, then 20,000 calls, one at a time.
+fn cost(files: &[(Route, &str)]) -> anyhow::Result<()> {
+    let view = view()?;
+    for (route, file) in files {
+        let body = std::fs::read(file)?;
+        let answer = handle(*route, &body, &view);
+        anyhow::ensure!(
+            answer.status == 200,
+            "{file}: {}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        for _ in 0..2_000 {
+            std::hint::black_box(handle(*route, &body, &view));
+        }
+        let mut times: Vec<std::time::Duration> = (0..20_000)
+            .map(|_| {
+                let started = std::time::Instant::now();
+                std::hint::black_box(handle(*route, std::hint::black_box(&body), &view));
+                started.elapsed()
+            })
+            .collect();
+        times.sort_unstable();
+        let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
+        println!(
+            "handler {route:?} ({} bytes, verdict {}): p50 {:.1} us, p99 {:.1} us",
+            body.len(),
+            answer.verdict,
+            at(0.5),
+            at(0.99)
+        );
+    }
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [mode, mutate, validate] = args.as_slice()
+        && mode == "cost"
+    {
+        return cost(&[(Route::Mutate, mutate), (Route::Validate, validate)]);
+    }
     let [mode, addr, cert, key] = args.as_slice() else {
         anyhow::bail!("usage: bench_server <admission|bare> <addr> <cert.pem> <key.pem>");
     };

@@ -68,8 +68,18 @@ pub fn workload_kind(group: &str, kind: &str) -> Option<WorkloadKind> {
     })
 }
 
-fn parse<T: serde::de::DeserializeOwned>(kind: WorkloadKind, value: serde_json::Value) -> Result<T> {
-    serde_json::from_value(value).map_err(|source| ObjectError {
+/// Where an object's JSON comes from: an already parsed value, or the raw text of an admission request.
+enum Source<'a> {
+    Value(serde_json::Value),
+    Json(&'a str),
+}
+
+fn parse<T: serde::de::DeserializeOwned>(kind: WorkloadKind, source: Source<'_>) -> Result<T> {
+    match source {
+        Source::Value(value) => serde_json::from_value(value),
+        Source::Json(json) => serde_json::from_str(json),
+    }
+    .map_err(|source| ObjectError {
         kind: kind_name(kind),
         source,
     })
@@ -104,8 +114,17 @@ fn workload(
 }
 
 impl Workload {
-    /// Reads a workload of `kind` from its JSON.
+    /// Reads a workload of `kind` from its JSON value.
     pub fn from_value(kind: WorkloadKind, value: serde_json::Value) -> Result<Self> {
+        Self::read(kind, Source::Value(value))
+    }
+
+    /// Reads a workload of `kind` from its JSON text, in one pass (no intermediate value).
+    pub fn from_json(kind: WorkloadKind, json: &str) -> Result<Self> {
+        Self::read(kind, Source::Json(json))
+    }
+
+    fn read(kind: WorkloadKind, value: Source<'_>) -> Result<Self> {
         Ok(match kind {
             WorkloadKind::Pod => {
                 let pod: Pod = parse(kind, value)?;

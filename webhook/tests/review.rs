@@ -7,15 +7,14 @@ use airlock_crds::{AIRuntimeInstance, AISecurityProfile};
 use airlock_webhook::review::{Reply, Route, StaticView, handle};
 use serde_json::{Value, json};
 
-/// The patch bytes of a response: kube serialises `[]byte` as a JSON array of numbers, which the API
-/// server's decoder accepts as well as base64.
+/// The patch bytes of a response: base64, as the API server (Go's `[]byte`) expects, with its type.
 fn patch_bytes(resp: &Value) -> Vec<u8> {
-    resp["patch"]
-        .as_array()
-        .expect("patch")
-        .iter()
-        .map(|b| u8::try_from(b.as_u64().unwrap()).unwrap())
-        .collect()
+    use base64::Engine as _;
+    assert_eq!(resp["patchType"], "JSONPatch", "{resp}");
+    let text = resp["patch"].as_str().expect("patch is a base64 string");
+    base64::engine::general_purpose::STANDARD
+        .decode(text)
+        .expect("patch is valid base64")
 }
 
 fn fixture(name: &str) -> Vec<u8> {
