@@ -5,7 +5,8 @@
 # Load: oha (installed from crates.io into ~/.cargo/bin when missing). Payload: a typical ~4 KB pod.
 #   - latency: 2,000 req/s for BENCH_SECONDS (default 10) on /mutate and /validate, 16 connections;
 #   - throughput: as fast as 32 connections go for BENCH_SECONDS;
-#   - memory: each server's peak RSS (VmHWM) after the runs.
+#   - memory: each server's peak RSS (VmHWM) after the runs;
+#   - the handler's own cost per call, in process, for reference.
 # Targets (issue 3): validate p99 <= 1 ms, mutate p99 <= 2 ms at 2,000 req/s; throughput >= 50% of the
 # bare server's; RSS <= 30 MiB. The script prints figures and ratios; it does not fail on a target.
 set -euo pipefail
@@ -96,3 +97,5 @@ for route in validate mutate; do
     "${rps[admission-$route]}" "${rps[bare-$route]}" "$route" "${p99[admission-$route]}" "$([[ $route == validate ]] && echo 1000 || echo 2000)"
 done
 echo "peak RSS: admission $(rss $admission) MiB (target <= 30), bare $(rss $bare) MiB"
+echo "in-process, the handler alone (no TLS, no HTTP; one thread, 20,000 calls):"
+"$server" cost "$work/mutate.json" "$work/validate.json" | sed 's/^/  /'

@@ -202,3 +202,35 @@ fn the_uid_of_the_request_is_echoed() {
     let (_, resp) = run(Route::Validate, "deployment-create-nginx.json");
     assert_eq!(resp["uid"], "uid-deployments-create");
 }
+
+#[test]
+fn an_object_that_is_not_an_object_fails_open_on_mutate_and_closed_on_validate() {
+    let mut review: Value = serde_json::from_slice(&fixture("pod-create-vllm.json")).unwrap();
+    for object in [json!(5), json!("pod"), json!([1, 2]), json!({ "spec": 7 })] {
+        review["request"]["object"] = object.clone();
+        let body = serde_json::to_vec(&review).unwrap();
+
+        let mutate = handle(Route::Mutate, &body, &cluster());
+        assert_eq!((mutate.status, mutate.verdict), (200, "allowed"), "{object}");
+        assert!(response(&mutate).get("patch").is_none(), "{object}");
+
+        let validate = handle(Route::Validate, &body, &cluster());
+        assert_eq!((validate.status, validate.verdict), (200, "denied"), "{object}");
+        let message = response(&validate)["status"]["message"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        assert!(message.starts_with("cannot read the Pod"), "{object}: {message}");
+    }
+    // A review without the fields the API server always sends is not one.
+    for field in ["uid", "kind", "resource", "operation", "userInfo"] {
+        let mut review: Value = serde_json::from_slice(&fixture("pod-create-vllm.json")).unwrap();
+        review["request"].as_object_mut().unwrap().remove(field);
+        let body = serde_json::to_vec(&review).unwrap();
+        assert_eq!(
+            handle(Route::Validate, &body, &cluster()).status,
+            400,
+            "without {field}"
+        );
+    }
+}
