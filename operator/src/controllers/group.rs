@@ -287,7 +287,7 @@ mod tests {
         LeanPod {
             name: name.into(),
             labels: Box::new([("app".into(), "x".into())]),
-            ips: Box::new([std::net::IpAddr::from(std::net::Ipv4Addr::from(ip))]),
+            ips: std::sync::Arc::new([std::net::IpAddr::from(std::net::Ipv4Addr::from(ip))]),
             ready: true,
             terminal: false,
             host_network: false,

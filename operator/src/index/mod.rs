@@ -23,19 +23,37 @@ const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 const SYSTEM_NAMESPACE: &str = "kube-system";
 
 /// Identifies a member pod; orders by namespace, then name (the order of `status.members`).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PodKey {
-    /// Namespace of the pod.
+    /// Namespace of the pod (interned: every key of one namespace shares the same allocation).
     pub namespace: Arc<str>,
     /// Name of the pod.
-    pub name: Box<str>,
+    pub name: Arc<str>,
+}
+
+impl Ord for PodKey {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        // Namespaces are interned, so the same namespace is the same pointer: no bytes to compare.
+        let namespace = if Arc::ptr_eq(&self.namespace, &other.namespace) {
+            std::cmp::Ordering::Equal
+        } else {
+            self.namespace.cmp(&other.namespace)
+        };
+        namespace.then_with(|| self.name.cmp(&other.name))
+    }
+}
+
+impl PartialOrd for PodKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
 }
 
 /// What a group records about a member.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MemberState {
     /// The pod's IPs.
-    pub ips: Box<[IpAddr]>,
+    pub ips: Arc<[IpAddr]>,
     /// Whether the pod is ready.
     pub ready: bool,
 }
@@ -45,7 +63,7 @@ struct Namespace {
     /// The namespace's labels including `kubernetes.io/metadata.name`; only that label until the
     /// namespace itself has been seen.
     labels: BTreeMap<String, String>,
-    pods: HashMap<Box<str>, LeanPod>,
+    pods: HashMap<Arc<str>, LeanPod>,
 }
 
 #[derive(Debug)]
@@ -77,7 +95,8 @@ impl Index {
         let Some(ns) = self.namespaces.get_mut(&ns_name) else {
             return;
         };
-        if ns.pods.get(&pod.name) == Some(&pod) {
+        let old = ns.pods.get(&pod.name);
+        if old == Some(&pod) {
             return;
         }
         let key = PodKey {
@@ -86,6 +105,14 @@ impl Index {
         };
         for (name, group) in &mut self.groups {
             let state = member_state(group, &ns_name, &ns.labels, &pod);
+            // A group's members are exactly the stored pods its expression matches (every change to a
+            // group, a namespace's labels or a pod keeps it so), so re-evaluating the stored pod says
+            // whether it is a member without searching the group: most groups neither held the pod nor
+            // take it, and those cost no lookup.
+            let was_member = old.is_some_and(|old| member_state(group, &ns_name, &ns.labels, old).is_some());
+            if state.is_none() && !was_member {
+                continue;
+            }
             if update_member(&mut group.members, &key, state) {
                 self.dirty.insert(name.clone());
             }
@@ -123,14 +150,14 @@ impl Index {
     /// Replaces every pod with `pods` (after a watch re-list): pods missing from the list are removed,
     /// the others applied, so a group only changes where the cluster did.
     pub fn replace_pods(&mut self, pods: Vec<(String, LeanPod)>) {
-        let mut listed: HashMap<String, BTreeSet<Box<str>>> = HashMap::new();
+        let mut listed: HashMap<String, BTreeSet<Arc<str>>> = HashMap::new();
         for (namespace, pod) in &pods {
             listed
                 .entry(namespace.clone())
                 .or_default()
                 .insert(pod.name.clone());
         }
-        let stale: Vec<(Arc<str>, Box<str>)> = self
+        let stale: Vec<(Arc<str>, Arc<str>)> = self
             .namespaces
             .iter()
             .flat_map(|(ns_name, ns)| {
@@ -371,13 +398,17 @@ fn update_member(
     state: Option<MemberState>,
 ) -> bool {
     match state {
-        Some(state) => {
-            if members.get(key) == Some(&state) {
-                return false;
+        Some(state) => match members.get_mut(key) {
+            Some(current) if *current == state => false,
+            Some(current) => {
+                *current = state;
+                true
             }
-            members.insert(key.clone(), state);
-            true
-        }
+            None => {
+                members.insert(key.clone(), state);
+                true
+            }
+        },
         None => members.remove(key).is_some(),
     }
 }

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use airlock_webhook::fingerprint;
 use airlock_webhook::mutate::{ANNOTATION_INJECTED, LABEL_INJECT, SIDECAR_NAME};
@@ -44,12 +45,12 @@ pub struct LeanContainer {
 /// What the operator keeps of a pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeanPod {
-    /// Pod name.
-    pub name: Box<str>,
+    /// Pod name (shared with the index's keys and memberships).
+    pub name: Arc<str>,
     /// Labels, sorted by key.
     pub labels: Box<[(Box<str>, Box<str>)]>,
-    /// `status.podIPs` (or `status.podIP`), parsed.
-    pub ips: Box<[IpAddr]>,
+    /// `status.podIPs` (or `status.podIP`), parsed (shared with every group the pod is a member of).
+    pub ips: Arc<[IpAddr]>,
     /// The `Ready` condition is `True`.
     pub ready: bool,
     /// Phase `Succeeded` or `Failed`: the pod no longer runs and is nobody's member.

@@ -225,3 +225,98 @@ fn members_are_ordered_by_namespace_then_name() {
         .collect();
     assert_eq!(names, ["a/b", "a/z", "b/a"]);
 }
+
+/// A small deterministic generator for the randomized test below.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 % n as u64) as usize
+    }
+}
+
+/// Every group's members, with IPs and readiness, as the status lists them.
+fn all_members(index: &Index) -> Vec<(String, Vec<Member>)> {
+    index
+        .group_names()
+        .map(|name| (name.to_owned(), index.group(name).unwrap().status_members()))
+        .collect()
+}
+
+#[test]
+fn incremental_updates_end_where_a_fresh_index_of_the_final_state_starts() {
+    let namespaces = ["a", "b", "kube-system"];
+    let specs = [
+        group("app = web"),
+        group("app = web and tier = front"),
+        group("not app = web"),
+        group("app in (web, api) or canary"),
+        DynamicAddressGroupSpec {
+            match_expr: "app = api".into(),
+            namespace_selector: Some(LabelSelector {
+                match_labels: Some(BTreeMap::from([("env".to_owned(), "prod".to_owned())])),
+                ..LabelSelector::default()
+            }),
+        },
+        group("app = ("),
+    ];
+    let values = [("app", ["web", "api", "db"]), ("tier", ["front", "back", "x"])];
+    for seed in 1..=200u64 {
+        let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+        let mut index = Index::new();
+        let mut ns_labels: BTreeMap<&str, BTreeMap<String, String>> = BTreeMap::new();
+        for step in 0..300 {
+            let ns = namespaces[rng.below(namespaces.len())];
+            let name = format!("p{}", rng.below(12));
+            match rng.below(10) {
+                0 => {
+                    let labels: BTreeMap<String, String> = if rng.below(2) == 0 {
+                        BTreeMap::from([("env".to_owned(), "prod".to_owned())])
+                    } else {
+                        BTreeMap::new()
+                    };
+                    ns_labels.insert(ns, labels.clone());
+                    index.apply_namespace(ns, labels);
+                }
+                1 => index.delete_pod(ns, &name),
+                2 if step % 50 == 0 => {
+                    let i = rng.below(specs.len());
+                    index.apply_group(&format!("g{i}"), &specs[i]);
+                }
+                _ => {
+                    let mut labels = Vec::new();
+                    for (key, options) in values {
+                        if rng.below(4) != 0 {
+                            labels.push((key, options[rng.below(options.len())]));
+                        }
+                    }
+                    if rng.below(5) == 0 {
+                        labels.push(("canary", "true"));
+                    }
+                    let ip = format!("10.0.{}.{}", rng.below(3), rng.below(3));
+                    let mut p = pod(&name, &labels, (rng.below(4) != 0).then_some(ip.as_str()));
+                    p.terminal = rng.below(10) == 0;
+                    index.apply_pod(ns, p);
+                }
+            }
+        }
+        // The same final state, built from scratch: groups first, then namespaces, then pods.
+        let mut fresh = Index::new();
+        for name in index.group_names() {
+            let i: usize = name[1..].parse().unwrap();
+            fresh.apply_group(name, &specs[i]);
+        }
+        for (ns, labels) in &ns_labels {
+            fresh.apply_namespace(ns, labels.clone());
+        }
+        for ns in namespaces {
+            for p in index.pods_in(ns) {
+                fresh.apply_pod(ns, p.clone());
+            }
+        }
+        assert_eq!(all_members(&index), all_members(&fresh), "seed {seed}");
+    }
+}
