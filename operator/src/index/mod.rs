@@ -15,7 +15,7 @@ use airlock_core::expr::Expr;
 use airlock_crds::v1alpha1::{DynamicAddressGroupSpec, Member};
 use airlock_webhook::selection::selector_matches;
 
-pub use pod::LeanPod;
+pub use pod::{Interner, LeanPod};
 
 /// The label the API server sets on every namespace.
 const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
@@ -81,6 +81,7 @@ pub struct Index {
     dirty: BTreeSet<String>,
     pod_count: usize,
     revision: u64,
+    strings: Interner,
 }
 
 impl Index {
@@ -90,7 +91,7 @@ impl Index {
     }
 
     /// Adds or replaces a pod.
-    pub fn apply_pod(&mut self, namespace: &str, pod: LeanPod) {
+    pub fn apply_pod(&mut self, namespace: &str, mut pod: LeanPod) {
         let ns_name = self.intern(namespace);
         let Some(ns) = self.namespaces.get_mut(&ns_name) else {
             return;
@@ -99,6 +100,7 @@ impl Index {
         if old == Some(&pod) {
             return;
         }
+        pod.intern(&mut self.strings);
         let key = PodKey {
             namespace: ns_name.clone(),
             name: pod.name.clone(),

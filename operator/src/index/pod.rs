@@ -5,7 +5,7 @@
 //! whether it is finished, its controller, the sidecar it carries, and for each container the image,
 //! a bounded command line and ports (enough to re-run model-server fingerprints).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -24,20 +24,20 @@ const MAX_CONTAINERS: usize = 16;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Owner {
     /// Kind of the owner, e.g. `ReplicaSet`.
-    pub kind: Box<str>,
+    pub kind: Arc<str>,
     /// Name of the owner.
-    pub name: Box<str>,
+    pub name: Arc<str>,
 }
 
 /// What the operator keeps of a container.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LeanContainer {
     /// Container name.
-    pub name: Box<str>,
+    pub name: Arc<str>,
     /// Image reference.
-    pub image: Box<str>,
+    pub image: Arc<str>,
     /// `command` followed by `args`, each token cut to [`MAX_TOKEN_BYTES`], at most [`MAX_TOKENS`].
-    pub command: Box<[Box<str>]>,
+    pub command: Box<[Arc<str>]>,
     /// Declared container ports.
     pub ports: Box<[i32]>,
 }
@@ -48,7 +48,7 @@ pub struct LeanPod {
     /// Pod name (shared with the index's keys and memberships).
     pub name: Arc<str>,
     /// Labels, sorted by key.
-    pub labels: Box<[(Box<str>, Box<str>)]>,
+    pub labels: Box<[(Arc<str>, Arc<str>)]>,
     /// `status.podIPs` (or `status.podIP`), parsed (shared with every group the pod is a member of).
     pub ips: Arc<[IpAddr]>,
     /// The `Ready` condition is `True`.
@@ -62,7 +62,7 @@ pub struct LeanPod {
     /// The pod carries `airlock.dev/injected: "true"`.
     pub injected: bool,
     /// Image of the `airlock-sidecar` container, when the pod has one.
-    pub sidecar_image: Option<Box<str>>,
+    pub sidecar_image: Option<Arc<str>>,
     /// The controller owner (`ownerReferences` entry with `controller: true`).
     pub owner: Option<Owner>,
     /// The pod's own containers (init containers included), Airlock's excluded.
@@ -73,7 +73,7 @@ impl LeanPod {
     /// Keeps what the operator needs of `pod`; `None` when the pod has no name.
     pub fn from_pod(pod: &Pod) -> Option<LeanPod> {
         let name = pod.metadata.name.as_deref()?;
-        let mut labels: Vec<(Box<str>, Box<str>)> = pod
+        let mut labels: Vec<(Arc<str>, Arc<str>)> = pod
             .metadata
             .labels
             .iter()
@@ -147,6 +147,29 @@ impl LeanPod {
             owner,
             containers,
         })
+    }
+
+    /// Replaces every string but the name with `strings`' copy: label keys and most values, images,
+    /// command lines and owner kinds repeat across the pods of a cluster, and are then kept once.
+    pub fn intern(&mut self, strings: &mut Interner) {
+        for (key, value) in self.labels.iter_mut() {
+            *key = strings.intern(key);
+            *value = strings.intern(value);
+        }
+        for container in self.containers.iter_mut() {
+            container.name = strings.intern(&container.name);
+            container.image = strings.intern(&container.image);
+            for token in container.command.iter_mut() {
+                *token = strings.intern(token);
+            }
+        }
+        if let Some(owner) = &mut self.owner {
+            owner.kind = strings.intern(&owner.kind);
+            owner.name = strings.intern(&owner.name);
+        }
+        if let Some(image) = &mut self.sidecar_image {
+            *image = strings.intern(image);
+        }
     }
 
     /// The value of label `key`.
@@ -246,6 +269,48 @@ impl LeanContainer {
             command,
             ports: c.ports.iter().flatten().map(|p| p.container_port).collect(),
         }
+    }
+}
+
+/// One shared copy of each string the index's pods hold. Strings no pod uses any more are dropped
+/// whenever the pool has doubled since the last sweep, so churn (new ReplicaSet hashes, new images)
+/// does not accumulate.
+#[derive(Debug, Default)]
+pub struct Interner {
+    strings: HashSet<Arc<str>>,
+    swept_at: usize,
+}
+
+impl Interner {
+    /// Strings below this count are never swept.
+    const MIN_SWEEP: usize = 4096;
+
+    /// The pool's copy of `s`, added when new.
+    pub fn intern(&mut self, s: &Arc<str>) -> Arc<str> {
+        if let Some(shared) = self.strings.get(s) {
+            return shared.clone();
+        }
+        if self.strings.len() >= (self.swept_at * 2).max(Self::MIN_SWEEP) {
+            self.sweep();
+        }
+        self.strings.insert(s.clone());
+        s.clone()
+    }
+
+    /// Drops the strings only the pool holds.
+    pub fn sweep(&mut self) {
+        self.strings.retain(|s| Arc::strong_count(s) > 1);
+        self.swept_at = self.strings.len();
+    }
+
+    /// Number of distinct strings held.
+    pub fn len(&self) -> usize {
+        self.strings.len()
+    }
+
+    /// Whether the pool is empty.
+    pub fn is_empty(&self) -> bool {
+        self.strings.is_empty()
     }
 }
 

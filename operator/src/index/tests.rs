@@ -3,7 +3,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use super::*;
 
 fn pod(name: &str, labels: &[(&str, &str)], ip: Option<&str>) -> LeanPod {
-    let mut labels: Vec<(Box<str>, Box<str>)> =
+    let mut labels: Vec<(Arc<str>, Arc<str>)> =
         labels.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
     labels.sort();
     LeanPod {
@@ -319,4 +319,30 @@ fn incremental_updates_end_where_a_fresh_index_of_the_final_state_starts() {
         }
         assert_eq!(all_members(&index), all_members(&fresh), "seed {seed}");
     }
+}
+
+#[test]
+fn pods_share_one_copy_of_their_repeated_strings() {
+    let mut index = Index::new();
+    index.apply_group("web", &group("app = web"));
+    index.apply_pod("a", pod("one", &[("app", "web")], Some("10.0.0.1")));
+    index.apply_pod("a", pod("two", &[("app", "web")], Some("10.0.0.2")));
+    let pods: Vec<&LeanPod> = index.pods_in("a").collect();
+    assert_eq!(pods.len(), 2);
+    let (first, second) = (&pods[0].labels[0], &pods[1].labels[0]);
+    assert!(Arc::ptr_eq(&first.0, &second.0), "the key is stored once");
+    assert!(Arc::ptr_eq(&first.1, &second.1), "the value is stored once");
+}
+
+#[test]
+fn the_string_pool_forgets_what_no_pod_uses() {
+    let mut strings = Interner::default();
+    let kept: Arc<str> = "app".into();
+    let shared = strings.intern(&kept);
+    assert!(Arc::ptr_eq(&shared, &strings.intern(&"app".into())));
+    drop(strings.intern(&"gone".into()));
+    assert_eq!(strings.len(), 2);
+    strings.sweep();
+    assert_eq!(strings.len(), 1, "only the string still in use stays");
+    assert!(Arc::ptr_eq(&shared, &strings.intern(&"app".into())));
 }
