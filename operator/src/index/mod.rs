@@ -70,7 +70,8 @@ struct Namespace {
 struct Group {
     spec: DynamicAddressGroupSpec,
     expr: Result<Expr, String>,
-    members: BTreeMap<PodKey, MemberState>,
+    /// Unordered: a pod event touches a member in O(1); the status order is made when it is read.
+    members: HashMap<PodKey, MemberState>,
 }
 
 /// Pods, namespaces and address groups, with each group's current membership.
@@ -115,7 +116,7 @@ impl Index {
             if state.is_none() && !was_member {
                 continue;
             }
-            if update_member(&mut group.members, &key, state) {
+            if update_member(&mut group.members, &key, state) && !self.dirty.contains(name) {
                 self.dirty.insert(name.clone());
             }
         }
@@ -231,7 +232,7 @@ impl Index {
         let mut group = Group {
             spec: spec.clone(),
             expr,
-            members: BTreeMap::new(),
+            members: HashMap::new(),
         };
         for (ns_name, ns) in &self.namespaces {
             for pod in ns.pods.values() {
@@ -345,7 +346,9 @@ impl<'a> GroupView<'a> {
 
     /// Members ordered by namespace and name.
     pub fn members(&self) -> impl Iterator<Item = (&'a PodKey, &'a MemberState)> + 'a {
-        self.group.members.iter()
+        let mut members: Vec<(&'a PodKey, &'a MemberState)> = self.group.members.iter().collect();
+        members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+        members.into_iter()
     }
 
     /// Members in the status form.
@@ -395,7 +398,7 @@ fn member_state(
 
 /// Sets `key`'s membership to `state`; whether anything changed.
 fn update_member(
-    members: &mut BTreeMap<PodKey, MemberState>,
+    members: &mut HashMap<PodKey, MemberState>,
     key: &PodKey,
     state: Option<MemberState>,
 ) -> bool {
