@@ -2,8 +2,9 @@
 //! bounded number of writes.
 //!
 //! The index marks a group dirty when a pod joins, leaves or changes IPs or readiness. The writer wakes
-//! on the first change, waits a short debounce so a burst (a rollout) lands in one write, then writes
-//! every dirty group concurrently. A group's status holds the first [`MAX_INLINE_MEMBERS`] members; the
+//! on a change and writes every dirty group concurrently: at once after a quiet spell (a single label
+//! change converges in one round trip), otherwise [`DEBOUNCE`] after its previous pass, so the rest of a
+//! burst (a rollout) lands in one write per group. A group's status holds the first [`MAX_INLINE_MEMBERS`] members; the
 //! rest go to `DynamicAddressGroupShard` objects `<group>-<n>` owned by the group.
 
 use std::collections::HashMap;
@@ -25,7 +26,8 @@ use serde_json::json;
 use crate::Context;
 use crate::index::GroupView;
 
-/// How long the writer waits after the first change before writing, so a burst lands in one write.
+/// The shortest time between two write passes: changes arriving sooner after a pass wait for the next,
+/// so a burst lands in one write per group.
 pub const DEBOUNCE: Duration = Duration::from_millis(15);
 /// Most group writes in flight at once.
 const CONCURRENT_WRITES: usize = 16;
@@ -145,9 +147,14 @@ pub fn status_differs(
 /// Writes the status of dirty groups until the operator stops.
 pub async fn run_status_writer(ctx: Arc<Context>) {
     let mut written: HashMap<String, Desired> = HashMap::new();
+    let mut last_pass: Option<tokio::time::Instant> = None;
     loop {
         ctx.groups_dirty.notified().await;
-        tokio::time::sleep(DEBOUNCE).await;
+        if let Some(last) = last_pass {
+            // Returns at once when the previous pass is more than DEBOUNCE ago.
+            tokio::time::sleep_until(last + DEBOUNCE).await;
+        }
+        last_pass = Some(tokio::time::Instant::now());
         let dirty = ctx.index_write().take_dirty_groups();
         if dirty.is_empty() {
             continue;
@@ -496,6 +503,39 @@ mod tests {
             assert_eq!(failures(&ctx, "throttled").as_deref(), Some("1"));
             assert_eq!(failures(&ctx, "conflict"), None);
             assert_eq!(status_writes(&ctx).as_deref(), Some("1"));
+            writer.abort();
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_change_after_a_quiet_spell_is_written_at_once_and_a_burst_in_one_write() {
+            let (ctx, mut api, writer, g) = writer_for_group_g();
+            let started = Instant::now();
+            let first = api.expect(Method::PATCH, STATUS_PATH).await;
+            assert!(
+                started.elapsed() < DEBOUNCE,
+                "a lone change waited for the debounce"
+            );
+            assert_eq!(first.body["status"]["memberCount"], 1);
+            let object = patched(&g, &first.body);
+            first.ok(&object);
+
+            // A rollout right after: ten pods join one after another.
+            for i in 0..10u32 {
+                ctx.index_write()
+                    .apply_pod("ns", pod(&format!("b{i}"), 0x0a00_0010 + i));
+                ctx.groups_dirty.notify_one();
+            }
+            let second = api.expect(Method::PATCH, STATUS_PATH).await;
+            assert!(started.elapsed() >= DEBOUNCE, "the burst was not held back");
+            assert_eq!(
+                second.body["status"]["memberCount"], 11,
+                "one write carries the burst"
+            );
+            let object = patched(&g, &second.body);
+            second.ok(&object);
+
+            api.expect_no_call(Duration::from_secs(30)).await;
+            assert_eq!(status_writes(&ctx).as_deref(), Some("2"));
             writer.abort();
         }
 
