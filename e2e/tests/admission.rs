@@ -110,6 +110,64 @@ async fn an_unprotected_model_server_is_denied_with_how_to_fix_it() {
 }
 
 #[tokio::test]
+async fn a_model_server_that_opts_out_of_injection_is_denied() {
+    with_temp_ns(|client, ns| async move {
+        let key = unique_name("optout");
+        label_namespace(&client, &ns, &key).await;
+        let guard = Protection::enforce(&client, &key).await;
+
+        // The instance selects the namespace, but the pod template opts out of the sidecar.
+        let mut llm = deployment("llm", VLLM_IMAGE, 1);
+        let template = llm
+            .spec
+            .as_mut()
+            .expect("spec")
+            .template
+            .metadata
+            .get_or_insert_default();
+        template
+            .labels
+            .get_or_insert_default()
+            .insert("airlock.dev/inject".to_owned(), "false".to_owned());
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+        let err = deployments
+            .create(&PostParams::default(), &llm)
+            .await
+            .expect_err("a model server must not opt out");
+        let kube::Error::Api(status) = err else {
+            panic!("expected an API error, got {err}")
+        };
+        for part in ["opts out", "airlock.dev/inject", "exemption"] {
+            assert!(
+                status.message.contains(part),
+                "denial must mention {part:?}: {}",
+                status.message
+            );
+        }
+
+        // An ordinary app may opt out.
+        let mut web = deployment("web", "nginx:1.27", 1);
+        let template = web
+            .spec
+            .as_mut()
+            .expect("spec")
+            .template
+            .metadata
+            .get_or_insert_default();
+        template
+            .labels
+            .get_or_insert_default()
+            .insert("airlock.dev/inject".to_owned(), "false".to_owned());
+        deployments
+            .create(&PostParams::default(), &web)
+            .await
+            .expect("an ordinary app may opt out");
+        guard.remove().await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn an_exemption_in_the_instance_admits_the_workload() {
     with_temp_ns(|client, ns| async move {
         let key = unique_name("exempt");

@@ -187,6 +187,34 @@ async fn a_ca_rotation_while_pods_are_admitted_fails_no_admission() {
             json!([]),
         )
         .await;
+        // The webhook learns about the instance through its watch. This binary runs right after the API
+        // server restart of restart.rs, when the webhook's watches may still be backing off: wait until it
+        // injects, so that the load below measures the rotation and nothing else.
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        let probe: Pod = serde_json::from_value(json!({
+            "metadata": { "name": "probe", "labels": { PROTECTED: "yes" } },
+            "spec": { "containers": [{ "name": "server", "image": VLLM_IMAGE }] }
+        }))
+        .expect("pod literal");
+        let dry_run = PostParams {
+            dry_run: true,
+            ..PostParams::default()
+        };
+        eventually(
+            "the webhook to inject pods the new instance selects",
+            Duration::from_secs(60),
+            || {
+                let (pods, probe, dry_run) = (pods.clone(), probe.clone(), dry_run.clone());
+                async move {
+                    pods.create(&dry_run, &probe)
+                        .await
+                        .ok()
+                        .filter(|p| sidecars(p) == 1)
+                        .map(|_| ())
+                }
+            },
+        )
+        .await;
         let before = eventually(
             "the webhook's certificate Secret",
             Duration::from_secs(30),
@@ -276,7 +304,19 @@ async fn a_ca_rotation_while_pods_are_admitted_fails_no_admission() {
         for worker in workers {
             outcomes.extend(worker.await.expect("worker"));
         }
-        let failures: Vec<&String> = outcomes.iter().filter_map(|o| o.failure.as_ref()).collect();
+        let phase_of = |at: Instant| {
+            if at < rotated_at {
+                "before the rotation"
+            } else if at < dropped_at {
+                "during the overlap"
+            } else {
+                "after the old CA left"
+            }
+        };
+        let failures: Vec<String> = outcomes
+            .iter()
+            .filter_map(|o| Some(format!("{}: {}", phase_of(o.at), o.failure.as_ref()?)))
+            .collect();
         let in_phase = |from: Option<Instant>, to: Option<Instant>| {
             outcomes
                 .iter()

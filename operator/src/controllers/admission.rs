@@ -174,11 +174,14 @@ async fn reconcile(ctx: &Context, cert_config: &CertConfig, installed: bool) -> 
             };
             config.owner = owner_reference(&owner);
         }
+        // New certificates change `caBundle` on purpose: that is an update, not a repair.
+        let new_bundle = prepared.write.is_some();
         repair(
             ctx,
             &Api::all(ctx.client.clone()),
             webhooks::mutating(&config),
             installed,
+            new_bundle,
         )
         .await?;
         repair(
@@ -186,6 +189,7 @@ async fn reconcile(ctx: &Context, cert_config: &CertConfig, installed: bool) -> 
             &Api::all(ctx.client.clone()),
             webhooks::validating(&config),
             installed,
+            new_bundle,
         )
         .await?;
     }
@@ -218,6 +222,17 @@ async fn reconcile(ctx: &Context, cert_config: &CertConfig, installed: bool) -> 
     Ok(prepared.next)
 }
 
+/// Whether the only drift is the CA bundle (what a certificate change causes).
+fn is_ca_bundle_change(reason: &webhooks::DriftReason) -> bool {
+    matches!(
+        reason,
+        webhooks::DriftReason::Changed {
+            field: "clientConfig.caBundle",
+            ..
+        }
+    )
+}
+
 /// A reference to `owner` for its dependents; `None` when it has no uid (not read from the API server).
 fn owner_reference(owner: &ClusterRole) -> Option<OwnerReference> {
     Some(OwnerReference {
@@ -237,7 +252,7 @@ struct Prepared {
     next: Duration,
 }
 
-async fn repair<C>(ctx: &Context, api: &Api<C>, desired: C, installed: bool) -> Result<()>
+async fn repair<C>(ctx: &Context, api: &Api<C>, desired: C, installed: bool, new_bundle: bool) -> Result<()>
 where
     C: webhooks::WebhookConfiguration
         + Resource<DynamicType = ()>
@@ -259,6 +274,10 @@ where
     .await?;
     if !installed {
         tracing::info!(configuration = %name, %reason, "installed Airlock's webhook configuration");
+        return Ok(());
+    }
+    if new_bundle && is_ca_bundle_change(&reason) {
+        tracing::info!(configuration = %name, "gave Airlock's webhook configuration the new CA bundle");
         return Ok(());
     }
     ctx.metrics.webhook_repair(&name, reason.label());
@@ -489,6 +508,21 @@ mod tests {
             (EventType::Normal, "CertificatesCreated")
         );
         assert_eq!(event(Plan::DropOldCa).expect("an event").reason, "OldCARemoved");
+    }
+
+    #[test]
+    fn a_new_ca_bundle_is_an_update_and_any_other_drift_a_repair() {
+        let bundle = webhooks::DriftReason::Changed {
+            webhook: "inject.airlock.dev".to_owned(),
+            field: "clientConfig.caBundle",
+        };
+        assert!(is_ca_bundle_change(&bundle));
+        let policy = webhooks::DriftReason::Changed {
+            webhook: "inject.airlock.dev".to_owned(),
+            field: "failurePolicy",
+        };
+        assert!(!is_ca_bundle_change(&policy));
+        assert!(!is_ca_bundle_change(&webhooks::DriftReason::Missing));
     }
 
     #[test]
