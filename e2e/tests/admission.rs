@@ -109,6 +109,22 @@ async fn an_unprotected_model_server_is_denied_with_how_to_fix_it() {
     .await;
 }
 
+/// `deployment` with its pod template labelled `airlock.dev/inject: "false"`.
+fn opted_out(mut deployment: Deployment) -> Deployment {
+    let template = deployment
+        .spec
+        .as_mut()
+        .expect("spec")
+        .template
+        .metadata
+        .get_or_insert_default();
+    template
+        .labels
+        .get_or_insert_default()
+        .insert("airlock.dev/inject".to_owned(), "false".to_owned());
+    deployment
+}
+
 #[tokio::test]
 async fn a_model_server_that_opts_out_of_injection_is_denied() {
     with_temp_ns(|client, ns| async move {
@@ -117,18 +133,7 @@ async fn a_model_server_that_opts_out_of_injection_is_denied() {
         let guard = Protection::enforce(&client, &key).await;
 
         // The instance selects the namespace, but the pod template opts out of the sidecar.
-        let mut llm = deployment("llm", VLLM_IMAGE, 1);
-        let template = llm
-            .spec
-            .as_mut()
-            .expect("spec")
-            .template
-            .metadata
-            .get_or_insert_default();
-        template
-            .labels
-            .get_or_insert_default()
-            .insert("airlock.dev/inject".to_owned(), "false".to_owned());
+        let llm = opted_out(deployment("llm", VLLM_IMAGE, 1));
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), &ns);
         let err = deployments
             .create(&PostParams::default(), &llm)
@@ -146,18 +151,7 @@ async fn a_model_server_that_opts_out_of_injection_is_denied() {
         }
 
         // An ordinary app may opt out.
-        let mut web = deployment("web", "nginx:1.27", 1);
-        let template = web
-            .spec
-            .as_mut()
-            .expect("spec")
-            .template
-            .metadata
-            .get_or_insert_default();
-        template
-            .labels
-            .get_or_insert_default()
-            .insert("airlock.dev/inject".to_owned(), "false".to_owned());
+        let web = opted_out(deployment("web", "nginx:1.27", 1));
         deployments
             .create(&PostParams::default(), &web)
             .await

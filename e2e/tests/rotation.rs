@@ -85,22 +85,28 @@ async fn failed_calls(client: &Client) -> f64 {
 async fn configured_bundles(client: &Client) -> Vec<Vec<u8>> {
     let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
-    let mut bundles = Vec::new();
     let m = mutating
         .get("airlock-sidecar-injector")
         .await
         .expect("mutating configuration");
-    for w in m.webhooks.unwrap_or_default() {
-        bundles.push(w.client_config.ca_bundle.map(|b| b.0).unwrap_or_default());
-    }
     let v = validating
         .get("airlock-validator")
         .await
         .expect("validating configuration");
-    for w in v.webhooks.unwrap_or_default() {
-        bundles.push(w.client_config.ca_bundle.map(|b| b.0).unwrap_or_default());
-    }
-    bundles
+    let configs = m
+        .webhooks
+        .unwrap_or_default()
+        .into_iter()
+        .map(|w| w.client_config);
+    let configs = configs.chain(
+        v.webhooks
+            .unwrap_or_default()
+            .into_iter()
+            .map(|w| w.client_config),
+    );
+    configs
+        .map(|c| c.ca_bundle.map(|b| b.0).unwrap_or_default())
+        .collect()
 }
 
 /// Whether the operator recorded an Event `reason` about the Secret at or after `since`.

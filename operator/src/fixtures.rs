@@ -131,9 +131,18 @@ fn failure(code: StatusCode, reason: &str, message: &str) -> Value {
     })
 }
 
+/// Asserts a retried write carries what the failed one did, `lastTransitionTime`s aside.
+pub fn assert_same_write(retried: &Value, failed: &Value) {
+    assert_eq!(
+        without_transition_times(retried),
+        without_transition_times(failed),
+        "the retry must write what the failed write did"
+    );
+}
+
 /// `value` with every `lastTransitionTime` removed: a retried write recomputes its conditions, and
 /// their times (whole seconds of the wall clock) may tick between attempts.
-pub fn without_transition_times(value: &Value) -> Value {
+fn without_transition_times(value: &Value) -> Value {
     match value {
         Value::Object(map) => Value::Object(
             map.iter()

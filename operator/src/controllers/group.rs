@@ -395,7 +395,7 @@ mod tests {
         use tokio::time::Instant;
 
         use super::*;
-        use crate::fixtures::{self, ApiServer, sample, without_transition_times};
+        use crate::fixtures::{self, ApiServer, Call, assert_same_write, sample};
 
         const STATUS_PATH: &str = "/apis/airlock.dev/v1alpha1/dynamicaddressgroups/g/status";
 
@@ -444,19 +444,17 @@ mod tests {
             )
         }
 
-        #[tokio::test(start_paused = true)]
-        async fn a_status_write_answered_409_is_counted_and_retried_with_the_same_status() {
-            let (ctx, mut api, writer, g) = writer_for_group_g();
-
+        /// The first status write gets `fail`; the retry, at least a second later, must carry the same
+        /// status and is answered 200; then nothing more is sent. Returns the first write's content type
+        /// and body.
+        async fn failed_then_retried(
+            api: &mut ApiServer,
+            g: &DynamicAddressGroup,
+            fail: impl FnOnce(Call),
+        ) -> (Option<String>, Value) {
             let first = api.expect(Method::PATCH, STATUS_PATH).await;
-            assert_eq!(
-                first.content_type.as_deref(),
-                Some("application/merge-patch+json")
-            );
-            assert_eq!(first.body["status"]["memberCount"], 1);
-            assert_eq!(first.body["status"]["members"][0]["ips"][0], "10.0.0.1");
-            let sent = first.body.clone();
-            first.conflict();
+            let (content_type, sent) = (first.content_type.clone(), first.body.clone());
+            fail(first);
             let failed_at = Instant::now();
 
             let second = api.expect(Method::PATCH, STATUS_PATH).await;
@@ -464,15 +462,23 @@ mod tests {
                 failed_at.elapsed() >= Duration::from_secs(1),
                 "retried without backing off"
             );
-            assert_eq!(
-                without_transition_times(&second.body),
-                without_transition_times(&sent)
-            );
-            let object = patched(&g, &second.body);
+            assert_same_write(&second.body, &sent);
+            let object = patched(g, &second.body);
             second.ok(&object);
 
             // Written once it succeeded: nothing more to send.
             api.expect_no_call(Duration::from_secs(30)).await;
+            (content_type, sent)
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_status_write_answered_409_is_counted_and_retried_with_the_same_status() {
+            let (ctx, mut api, writer, g) = writer_for_group_g();
+
+            let (content_type, sent) = failed_then_retried(&mut api, &g, Call::conflict).await;
+            assert_eq!(content_type.as_deref(), Some("application/merge-patch+json"));
+            assert_eq!(sent["status"]["memberCount"], 1);
+            assert_eq!(sent["status"]["members"][0]["ips"][0], "10.0.0.1");
             assert_eq!(failures(&ctx, "conflict").as_deref(), Some("1"));
             assert_eq!(status_writes(&ctx).as_deref(), Some("1"));
             writer.abort();
@@ -482,24 +488,7 @@ mod tests {
         async fn a_status_write_answered_429_is_counted_as_throttled_and_retried_after_a_pause() {
             let (ctx, mut api, writer, g) = writer_for_group_g();
 
-            let first = api.expect(Method::PATCH, STATUS_PATH).await;
-            let sent = first.body.clone();
-            first.throttle(1);
-            let throttled_at = Instant::now();
-
-            let second = api.expect(Method::PATCH, STATUS_PATH).await;
-            assert!(
-                throttled_at.elapsed() >= Duration::from_secs(1),
-                "retried without a pause"
-            );
-            assert_eq!(
-                without_transition_times(&second.body),
-                without_transition_times(&sent)
-            );
-            let object = patched(&g, &second.body);
-            second.ok(&object);
-
-            api.expect_no_call(Duration::from_secs(30)).await;
+            failed_then_retried(&mut api, &g, |call| call.throttle(1)).await;
             assert_eq!(failures(&ctx, "throttled").as_deref(), Some("1"));
             assert_eq!(failures(&ctx, "conflict"), None);
             assert_eq!(status_writes(&ctx).as_deref(), Some("1"));

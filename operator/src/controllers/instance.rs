@@ -601,7 +601,7 @@ spec:
         use serde_json::Value;
 
         use super::*;
-        use crate::fixtures::{self, sample, without_transition_times};
+        use crate::fixtures::{self, assert_same_write, sample};
 
         const PROFILE_STATUS: &str = "/apis/airlock.dev/v1alpha1/aisecurityprofiles/strict/status";
         const INSTANCE_STATUS: &str = "/apis/airlock.dev/v1alpha1/airuntimeinstances/ml/status";
@@ -682,10 +682,7 @@ spec:
             // The requeued pass writes the same status, then records the Event once.
             let pass = tokio::spawn(reconcile_profile(profile.clone(), shared.clone()));
             let second = api.expect(Method::PATCH, PROFILE_STATUS).await;
-            assert_eq!(
-                without_transition_times(&second.body),
-                without_transition_times(&sent)
-            );
+            assert_same_write(&second.body, &sent);
             let object = patched(&*profile, &second.body);
             second.ok(&object);
             let event = api.expect(Method::POST, EVENTS).await;
@@ -718,10 +715,7 @@ spec:
 
             let pass = tokio::spawn(reconcile_instance(instance.clone(), shared.clone()));
             let second = api.expect(Method::PATCH, INSTANCE_STATUS).await;
-            assert_eq!(
-                without_transition_times(&second.body),
-                without_transition_times(&sent)
-            );
+            assert_same_write(&second.body, &sent);
             let object = patched(&*instance, &second.body);
             second.ok(&object);
             assert_eq!(pass.await.unwrap().unwrap(), Action::requeue(RESYNC));
