@@ -287,7 +287,10 @@ impl CodeDetector {
             });
         }
         CodeDetector {
-            prefilter: AhoCorasick::new(&anchors).ok(),
+            prefilter: aho_corasick::AhoCorasickBuilder::new()
+                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+                .build(&anchors)
+                .ok(),
             anchor_count: anchors.len(),
             rules,
         }

@@ -2,7 +2,7 @@
 //! finds every phrase *part*; phrases with gaps (`ignore * previous * instructions`) are then confirmed by
 //! chaining part occurrences that start within [`GAP`] bytes of each other.
 
-use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use std::collections::HashMap;
 
 /// Bytes allowed between two parts of a gapped phrase (a few words, or ~13 CJK characters).
@@ -19,13 +19,58 @@ struct Phrase {
 /// A compiled set of folded phrases.
 #[derive(Debug)]
 pub struct PhraseSet {
-    ac: Option<AhoCorasick>,
+    /// The ASCII parts, as a DFA: one table step per byte, and small, since ASCII text needs few byte
+    /// classes.
+    ascii: Option<Automaton>,
+    /// The parts with non-ASCII bytes (CJK, Cyrillic, Arabic...), as a compact NFA: a DFA over that many
+    /// byte classes takes megabytes. Only texts with non-ASCII bytes are searched with it.
+    other: Option<Automaton>,
     phrases: Vec<Phrase>,
+    /// The longest part `other` holds, in bytes.
+    other_max_len: usize,
     /// Phrases whose first part is the given part.
     by_first: Vec<Vec<usize>>,
     part_lens: Vec<usize>,
     /// The folded parts, kept for [`PhraseSet::as_regexes`].
     parts: Vec<Box<str>>,
+}
+
+/// One automaton over some of the parts, and the part id of each of its patterns.
+#[derive(Debug)]
+struct Automaton {
+    ac: AhoCorasick,
+    parts: Vec<usize>,
+}
+
+impl Automaton {
+    fn build(
+        patterns: &[&str],
+        ids: Vec<usize>,
+        kind: AhoCorasickKind,
+    ) -> Result<Option<Automaton>, aho_corasick::BuildError> {
+        if ids.is_empty() {
+            return Ok(None);
+        }
+        let ac = AhoCorasickBuilder::new()
+            .match_kind(MatchKind::Standard)
+            .kind(Some(kind))
+            .build(ids.iter().map(|&i| patterns[i]))?;
+        Ok(Some(Automaton { ac, parts: ids }))
+    }
+
+    /// Appends the start of each part occurrence in `text` (which begins at byte `base` of the scanned
+    /// text) to `occ[part]`, ascending as a part has one length; returns `false` once `total` reaches
+    /// [`MAX_PART_HITS`].
+    fn collect(&self, text: &str, base: usize, occ: &mut [Vec<usize>], total: &mut usize) -> bool {
+        for m in self.ac.find_overlapping_iter(text) {
+            occ[self.parts[m.pattern().as_usize()]].push(base + m.start());
+            *total += 1;
+            if *total >= MAX_PART_HITS {
+                return false;
+            }
+        }
+        true
+    }
 }
 
 /// One confirmed phrase occurrence in the scanned text.
@@ -49,6 +94,31 @@ pub fn parse(pattern: &str, fold: impl Fn(&str) -> String) -> Option<(Vec<String
     } else {
         Some((parts, right))
     }
+}
+
+/// Disjoint, ascending byte ranges of `text` (on char boundaries) holding every substring of at most `len`
+/// bytes that contains a non-ASCII byte.
+fn non_ascii_windows(text: &str, len: usize) -> Vec<(usize, usize)> {
+    let bytes = text.as_bytes();
+    let reach = len.saturating_sub(1);
+    let mut windows: Vec<(usize, usize)> = Vec::new();
+    let mut at = 0;
+    while let Some(p) = bytes[at..].iter().position(|&b| b >= 0x80).map(|p| at + p) {
+        let mut s = p.saturating_sub(reach);
+        while !text.is_char_boundary(s) {
+            s -= 1;
+        }
+        let mut e = (p + 1 + reach).min(bytes.len());
+        while !text.is_char_boundary(e) {
+            e += 1;
+        }
+        match windows.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => windows.push((s, e)),
+        }
+        at = p + 1;
+    }
+    windows
 }
 
 fn is_word_char(c: char) -> bool {
@@ -84,17 +154,13 @@ impl PhraseSet {
         }
         let part_lens = patterns.iter().map(|p| p.len()).collect();
         let parts = patterns.iter().map(|p| Box::from(*p)).collect();
-        let ac = if patterns.is_empty() {
-            None
-        } else {
-            Some(
-                AhoCorasickBuilder::new()
-                    .match_kind(MatchKind::Standard)
-                    .build(&patterns)?,
-            )
-        };
+        let (ascii, other): (Vec<usize>, Vec<usize>) =
+            (0..patterns.len()).partition(|&i| patterns[i].is_ascii());
+        let other_max_len = other.iter().map(|&i| patterns[i].len()).max().unwrap_or(0);
         Ok(PhraseSet {
-            ac,
+            other_max_len,
+            ascii: Automaton::build(&patterns, ascii, AhoCorasickKind::DFA)?,
+            other: Automaton::build(&patterns, other, AhoCorasickKind::ContiguousNFA)?,
             phrases: compiled,
             by_first,
             part_lens,
@@ -119,18 +185,26 @@ impl PhraseSet {
     /// Finds phrase occurrences in `text` (already folded like the phrases). Returns `true` when the part
     /// budget ran out and the result is partial.
     pub fn find(&self, text: &str, out: &mut Vec<PhraseHit>) -> bool {
-        let Some(ac) = &self.ac else { return false };
+        if self.part_lens.is_empty() {
+            return false;
+        }
         let mut occ: Vec<Vec<usize>> = vec![Vec::new(); self.part_lens.len()];
         let mut total = 0usize;
-        let mut truncated = false;
-        for m in ac.find_overlapping_iter(text) {
-            occ[m.pattern().as_usize()].push(m.start());
-            total += 1;
-            if total >= MAX_PART_HITS {
-                truncated = true;
-                break;
+        let mut complete = self
+            .ascii
+            .as_ref()
+            .is_none_or(|a| a.collect(text, 0, &mut occ, &mut total));
+        if complete && let Some(a) = &self.other {
+            // A part with non-ASCII bytes lies within its longest length of a non-ASCII byte, and each
+            // occurrence is in exactly one of the (disjoint) windows: mostly-ASCII text costs little.
+            for (s, e) in non_ascii_windows(text, self.other_max_len) {
+                if !a.collect(&text[s..e], s, &mut occ, &mut total) {
+                    complete = false;
+                    break;
+                }
             }
         }
+        let truncated = !complete;
         let bytes = text.as_bytes();
         for (part, starts) in occ.iter().enumerate() {
             for &start in starts {
@@ -227,6 +301,39 @@ mod tests {
         let text = "ok ignore those instructions!";
         s.find(text, &mut out);
         assert_eq!(&text[out[0].start..out[0].end], "ignore those instructions");
+    }
+
+    #[test]
+    fn ascii_and_non_ascii_parts_chain_across_automata() {
+        let s = set(&["ignore * 指令", "忽略 * instructions", "ignore * previous"]);
+        assert_eq!(hits(&s, "ignore 指令").len(), 1);
+        assert_eq!(hits(&s, "忽略 all instructions").len(), 1);
+        assert_eq!(hits(&s, "ignore previous").len(), 1);
+        assert!(hits(&s, "ignore all instructions").is_empty());
+    }
+
+    #[test]
+    fn non_ascii_parts_are_found_wherever_they_are() {
+        let parts = ["指令", "ok 忽略", "é", "ab"];
+        let s = set(&parts);
+        for text in [
+            "指令",
+            "x指令",
+            "some ascii then 指令 and more",
+            "ok 忽略 ok 忽略",
+            "指令指令 ab é 指",
+        ] {
+            let mut want = Vec::new();
+            for (i, p) in parts.iter().enumerate() {
+                want.extend(text.match_indices(p).map(|(at, _)| (i, at)));
+            }
+            want.sort();
+            let mut out = Vec::new();
+            s.find(text, &mut out);
+            let mut got: Vec<_> = out.iter().map(|h| (h.phrase, h.start)).collect();
+            got.sort();
+            assert_eq!(got, want, "{text:?}");
+        }
     }
 
     #[test]

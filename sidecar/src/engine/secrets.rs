@@ -265,6 +265,7 @@ impl Secrets {
         }
         let prefilter = aho_corasick::AhoCorasickBuilder::new()
             .ascii_case_insensitive(true)
+            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
             .build(&anchors)
             .ok();
         Secrets {

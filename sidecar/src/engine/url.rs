@@ -91,12 +91,15 @@ const TLDS: [&str; 36] = [
 ];
 
 fn on_list(host: &str, list: &[String]) -> bool {
-    list.iter().any(|d| {
-        host == d
-            || (host.len() > d.len()
-                && host.ends_with(d.as_str())
-                && host[..host.len() - d.len()].ends_with('.'))
-    })
+    list.iter().any(|d| is_domain_or_subdomain(host, d))
+}
+
+/// `host` is `domain` or one of its subdomains.
+fn is_domain_or_subdomain(host: &str, domain: &str) -> bool {
+    host == domain
+        || (host.len() > domain.len()
+            && host.ends_with(domain)
+            && host[..host.len() - domain.len()].ends_with('.'))
 }
 
 impl UrlDetector {
@@ -286,6 +289,10 @@ impl UrlDetector {
 
     /// Punycode or mixed-script hosts whose skeleton equals an allow-listed or well-known domain.
     fn lookalike(&self, host: &str) -> Option<f32> {
+        // Printable ASCII without punycode folds to itself, so it imitates nothing (the common case).
+        if host.bytes().all(|b| b.is_ascii_graphic()) && !host.split('.').any(|l| l.starts_with("xn--")) {
+            return None;
+        }
         let unicode = if host.split('.').any(|l| l.starts_with("xn--")) {
             let (u, res) = idna::domain_to_unicode(host);
             if res.is_err() {
@@ -303,7 +310,7 @@ impl UrlDetector {
             .map(String::as_str)
             .chain(WELL_KNOWN.iter().copied());
         for t in targets {
-            let imitates = skeleton == t || skeleton.ends_with(&format!(".{t}"));
+            let imitates = is_domain_or_subdomain(&skeleton, t);
             if imitates && (non_ascii || unicode != skeleton) {
                 return Some(0.9);
             }
