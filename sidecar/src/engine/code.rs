@@ -4,8 +4,6 @@
 //! picks the rules worth confirming; each rule is one linear-time regex. Scores rise inside a fenced code
 //! block of model output (where it is about to be copied and run) and drop in prose.
 
-use aho_corasick::AhoCorasick;
-
 use super::normalize::Normalized;
 use super::scan::Finding;
 use super::{Category, Source};
@@ -264,8 +262,8 @@ struct Rule {
 
 #[derive(Debug)]
 pub(crate) struct CodeDetector {
-    prefilter: Option<AhoCorasick>,
-    anchor_count: usize,
+    /// Prefilter literals (folded); the engine finds them all in one pass with the secrets detector's.
+    anchors: Vec<&'static str>,
     rules: Vec<Rule>,
 }
 
@@ -286,31 +284,25 @@ impl CodeDetector {
                 anchors: ids,
             });
         }
-        CodeDetector {
-            prefilter: aho_corasick::AhoCorasickBuilder::new()
-                .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-                .build(&anchors)
-                .ok(),
-            anchor_count: anchors.len(),
-            rules,
-        }
+        CodeDetector { anchors, rules }
     }
 
     pub(crate) fn patterns(&self, out: &mut Vec<String>) {
         out.extend(self.rules.iter().map(|r| super::peer_pattern(r.regex.as_str())));
     }
 
-    pub(crate) fn detect(&self, n: &Normalized, source: Source, out: &mut Vec<Finding>) {
-        let Some(pre) = &self.prefilter else { return };
+    pub(crate) fn anchors(&self) -> &[&'static str] {
+        &self.anchors
+    }
+
+    /// Finds malicious code in the folded view; `seen` says which of [`CodeDetector::anchors`] occur there.
+    pub(crate) fn detect(&self, n: &Normalized, source: Source, seen: &[bool], out: &mut Vec<Finding>) {
         let text = &n.folded;
-        let seen = super::anchors_seen(pre, text, self.anchor_count);
-        if seen.iter().all(|s| !s) {
-            return;
-        }
-        let fences = fenced_blocks(text);
+        // The fenced blocks, found on the first match.
+        let mut fences: Option<Vec<(usize, usize)>> = None;
         let mut found = 0;
         for rule in &self.rules {
-            if !rule.anchors.iter().any(|&a| seen[a]) {
+            if !super::any_seen(&rule.anchors, seen) {
                 continue;
             }
             for m in rule.regex.find_iter(text.as_bytes()) {
@@ -318,7 +310,10 @@ impl CodeDetector {
                     return;
                 }
                 let (start, end) = super::char_span(text, m.start(), m.end());
-                let in_fence = fences.iter().any(|&(s, e)| s <= start && end <= e);
+                let in_fence = fences
+                    .get_or_insert_with(|| fenced_blocks(text))
+                    .iter()
+                    .any(|&(s, e)| s <= start && end <= e);
                 let in_inline = inline_code(text, start, end);
                 let score = match (in_fence || in_inline, source) {
                     (true, Source::Assistant | Source::Tool) => rule.score + 0.1,
@@ -370,7 +365,13 @@ mod tests {
     fn detect(text: &str, source: Source) -> Vec<Finding> {
         let mut out = Vec::new();
         static D: std::sync::LazyLock<CodeDetector> = std::sync::LazyLock::new(CodeDetector::new);
-        D.detect(&normalize(text), source, &mut out);
+        let n = normalize(text);
+        D.detect(
+            &n,
+            source,
+            &crate::engine::anchors_in(D.anchors(), &n.folded),
+            &mut out,
+        );
         out
     }
 

@@ -120,6 +120,15 @@ static B64_BYTES: [bool; 256] = {
     t
 };
 
+/// The folded text names ROT13 (`rot13`, `rot-13` or `rot 13`): one search for `rot`.
+fn mentions_rot13(folded: &str) -> bool {
+    let bytes = folded.as_bytes();
+    memchr::memmem::find_iter(bytes, b"rot").any(|at| {
+        let rest = &bytes[at + 3..];
+        rest.starts_with(b"13") || rest.starts_with(b"-13") || rest.starts_with(b" 13")
+    })
+}
+
 /// Finds and decodes blobs in `text`, charging them to `budget`; stops (and marks truncation) when it runs out.
 pub(crate) fn find_blobs(text: &str, n: &Normalized, budget: &mut Budget) -> Vec<Blob> {
     let mut blobs = Vec::new();
@@ -147,7 +156,7 @@ pub(crate) fn find_blobs(text: &str, n: &Normalized, budget: &mut Budget) -> Vec
     {
         return blobs;
     }
-    if n.folded.contains("rot13") || n.folded.contains("rot-13") || n.folded.contains("rot 13") {
+    if mentions_rot13(&n.folded) {
         let decoded = rot13(text);
         if !push(&mut blobs, budget, 0, text.len(), decoded) {
             return blobs;

@@ -294,6 +294,7 @@ pub struct Engine {
     secrets: Option<secrets::Secrets>,
     url: Option<url::UrlDetector>,
     code: Option<code::CodeDetector>,
+    anchors: Option<AnchorPass>,
     topics: Option<topic::Topics>,
     custom_masks: Vec<(&'static str, String)>,
     limits: Limits,
@@ -311,12 +312,15 @@ impl Engine {
                     .collect()
             })
             .unwrap_or_default();
+        let secrets = dlp_cfg.map(secrets::Secrets::new);
+        let code = config.code.as_ref().map(|_| code::CodeDetector::new());
         Ok(Engine {
             injection: config.injection.as_ref().map(injection::Injection::new),
             dlp: dlp_cfg.map(dlp::Dlp::new).transpose()?,
-            secrets: dlp_cfg.map(secrets::Secrets::new),
+            anchors: AnchorPass::new(code.as_ref(), secrets.as_ref()),
+            secrets,
             url: config.url.as_ref().map(url::UrlDetector::new),
-            code: config.code.as_ref().map(|_| code::CodeDetector::new()),
+            code,
             topics: if config.topics.is_empty() {
                 None
             } else {
@@ -425,14 +429,65 @@ pub(crate) fn intern_anchors(anchors: &mut Vec<&'static str>, literals: &[&'stat
         .collect()
 }
 
-/// Which of a detector's `anchor_count` prefilter literals occur in `text`: one overlapping pass of the
-/// automaton, stopping early once every literal has been seen. Rules whose anchors are all absent are
-/// skipped without running their regex.
-pub(crate) fn anchors_seen(
-    prefilter: &aho_corasick::AhoCorasick,
-    text: &str,
-    anchor_count: usize,
-) -> Vec<bool> {
+/// The code and secrets detectors' prefilter literals in one automaton over the folded view: code anchors
+/// first, then secrets anchors.
+#[derive(Debug)]
+struct AnchorPass {
+    ac: aho_corasick::AhoCorasick,
+    code: usize,
+    secrets: usize,
+}
+
+impl AnchorPass {
+    fn new(code: Option<&code::CodeDetector>, secrets: Option<&secrets::Secrets>) -> Option<AnchorPass> {
+        let code = code.map_or(&[][..], |c| c.anchors());
+        let secrets = secrets.map_or(&[][..], |s| s.anchors());
+        let ac = anchor_automaton(code.iter().chain(secrets))?;
+        Some(AnchorPass {
+            ac,
+            code: code.len(),
+            secrets: secrets.len(),
+        })
+    }
+
+    /// Which anchors occur in `folded`: the code detector's, then the secrets detector's.
+    fn seen(&self, folded: &str) -> (Vec<bool>, usize) {
+        (
+            anchors_seen(&self.ac, folded, self.code + self.secrets),
+            self.code,
+        )
+    }
+}
+
+/// A DFA over prefilter literals (one table step per byte; small, as the literals are ASCII).
+fn anchor_automaton<'a>(
+    literals: impl IntoIterator<Item = &'a &'static str>,
+) -> Option<aho_corasick::AhoCorasick> {
+    aho_corasick::AhoCorasickBuilder::new()
+        .kind(Some(aho_corasick::AhoCorasickKind::DFA))
+        .build(literals)
+        .ok()
+}
+
+/// Whether any of a rule's anchors was seen; an anchor the pass has no answer for counts as seen, so a
+/// missing prefilter costs speed, never a detection.
+pub(crate) fn any_seen(anchors: &[usize], seen: &[bool]) -> bool {
+    anchors.iter().any(|&a| seen.get(a).copied().unwrap_or(true))
+}
+
+/// Which of `anchors` occur in `folded`, with an automaton of their own: for detector-level tests.
+#[cfg(test)]
+pub(crate) fn anchors_in(anchors: &[&'static str], folded: &str) -> Vec<bool> {
+    match anchor_automaton(anchors) {
+        Some(ac) => anchors_seen(&ac, folded, anchors.len()),
+        None => vec![false; anchors.len()],
+    }
+}
+
+/// Which of the `anchor_count` prefilter literals occur in `text`: one overlapping pass of the automaton,
+/// stopping early once every literal has been seen. Rules whose anchors are all absent are skipped without
+/// running their regex.
+fn anchors_seen(prefilter: &aho_corasick::AhoCorasick, text: &str, anchor_count: usize) -> Vec<bool> {
     let mut seen = vec![false; anchor_count];
     let mut remaining = anchor_count;
     for m in prefilter.find_overlapping_iter(text) {
@@ -451,6 +506,33 @@ pub(crate) fn anchors_seen(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn prefilter_anchors_fold_to_themselves() {
+        // The shared anchor pass reads the folded view. Code rules match there too, so their anchors
+        // need only be folded text (lowercase); secrets rules match the original text, so their anchors
+        // must read the same folded as in the text (ASCII, lowercase, no whitespace to collapse).
+        let e = Engine::new(&EngineConfig::default()).unwrap();
+        let code = e.code.as_ref().unwrap().anchors();
+        let secrets = e.secrets.as_ref().unwrap().anchors();
+        assert!(!code.is_empty() && !secrets.is_empty());
+        for a in code {
+            assert!(a.is_ascii() && a.to_ascii_lowercase() == *a, "{a:?}");
+        }
+        for a in secrets {
+            assert!(a.is_ascii(), "{a:?}");
+            assert_eq!(normalize::fold_phrase(a, false), *a, "{a:?}");
+        }
+        let pass = e.anchors.as_ref().unwrap();
+        assert_eq!((pass.code, pass.secrets), (code.len(), secrets.len()));
+    }
+
+    #[test]
+    fn a_rule_without_a_prefilter_answer_still_runs() {
+        assert!(any_seen(&[3], &[]));
+        assert!(!any_seen(&[0], &[false]));
+        assert!(any_seen(&[0, 1], &[false, true]));
+    }
 
     #[test]
     fn engine_is_send_and_sync() {

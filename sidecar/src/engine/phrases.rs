@@ -207,11 +207,15 @@ impl PhraseSet {
         let truncated = !complete;
         let bytes = text.as_bytes();
         for (part, starts) in occ.iter().enumerate() {
+            let firsts = &self.by_first[part];
+            if firsts.is_empty() {
+                continue;
+            }
             for &start in starts {
                 if !self.boundary_before(text, start) {
                     continue;
                 }
-                for &pi in &self.by_first[part] {
+                for &pi in firsts {
                     let phrase = &self.phrases[pi];
                     let mut end = start + self.part_lens[part];
                     let mut ok = true;

@@ -135,8 +135,13 @@ pub(crate) fn scan_text(
     if let Some(d) = &engine.injection {
         budget.truncated |= d.detect(&n, text, source, &mut out);
     }
+    let (seen, code_anchors) = engine
+        .anchors
+        .as_ref()
+        .map_or((Vec::new(), 0), |a| a.seen(&n.folded));
+    let (code_seen, secrets_seen) = seen.split_at(code_anchors);
     if let Some(d) = &engine.code {
-        d.detect(&n, source, &mut out);
+        d.detect(&n, source, code_seen, &mut out);
     }
     if let Some(d) = &engine.topics {
         budget.truncated |= d.detect(&n, &mut out);
@@ -145,7 +150,7 @@ pub(crate) fn scan_text(
         d.detect(text, &mut out, budget);
     }
     if let Some(d) = &engine.secrets {
-        d.detect(text, &mut out, budget);
+        d.detect(text, secrets_seen, &mut out, budget);
     }
     if let Some(d) = &engine.url {
         d.detect(text, &mut out, budget);

@@ -4,7 +4,6 @@
 //! assignments) need their context and enough Shannon entropy. A literal prefilter skips every rule whose
 //! anchor does not occur, so clean text costs one Aho-Corasick pass.
 
-use aho_corasick::AhoCorasick;
 use base64::Engine as _;
 use regex::bytes::Regex;
 
@@ -33,9 +32,9 @@ struct Rule {
 
 #[derive(Debug)]
 pub(crate) struct Secrets {
-    prefilter: Option<AhoCorasick>,
+    /// Prefilter literals (lowercase); the engine finds them all in one pass with the code detector's.
+    anchors: Vec<&'static str>,
     pem_footer: Option<Regex>,
-    anchor_count: usize,
     rules: Vec<Rule>,
 }
 
@@ -263,15 +262,9 @@ impl Secrets {
                 anchors: ids,
             });
         }
-        let prefilter = aho_corasick::AhoCorasickBuilder::new()
-            .ascii_case_insensitive(true)
-            .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-            .build(&anchors)
-            .ok();
         Secrets {
-            prefilter,
+            anchors,
             pem_footer: super::byte_regex(PEM_FOOTER),
-            anchor_count: anchors.len(),
             rules,
         }
     }
@@ -283,11 +276,15 @@ impl Secrets {
         }));
     }
 
-    pub(crate) fn detect(&self, text: &str, out: &mut Vec<Finding>, budget: &Budget) {
-        let Some(pre) = &self.prefilter else { return };
-        let seen = super::anchors_seen(pre, text, self.anchor_count);
+    pub(crate) fn anchors(&self) -> &[&'static str] {
+        &self.anchors
+    }
+
+    /// Finds secrets in `text`; `seen` says which of [`Secrets::anchors`] occur in its folded view (each
+    /// anchor is ASCII and folds to itself, so one that occurs in `text` in any case occurs there).
+    pub(crate) fn detect(&self, text: &str, seen: &[bool], out: &mut Vec<Finding>, budget: &Budget) {
         for rule in &self.rules {
-            if !rule.anchors.iter().any(|&a| seen[a]) {
+            if !super::any_seen(&rule.anchors, seen) {
                 continue;
             }
             for c in rule.regex.captures_iter(text.as_bytes()) {
@@ -414,6 +411,8 @@ fn high_entropy(value: &str) -> bool {
 mod tests {
     use super::*;
 
+    use crate::engine::normalize::normalize;
+
     fn found(text: &str) -> Vec<(&'static str, String)> {
         static S: std::sync::LazyLock<Secrets> =
             std::sync::LazyLock::new(|| Secrets::new(&DlpConfig::default()));
@@ -425,7 +424,8 @@ mod tests {
             findings_left: 100,
             truncated: false,
         };
-        s.detect(text, &mut out, &budget);
+        let seen = crate::engine::anchors_in(s.anchors(), &normalize(text).folded);
+        s.detect(text, &seen, &mut out, &budget);
         out.into_iter()
             .map(|f| (f.detector, text[f.start..f.end].to_string()))
             .collect()
