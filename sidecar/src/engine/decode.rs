@@ -131,6 +131,12 @@ fn mentions_rot13(folded: &str) -> bool {
 
 /// Finds and decodes blobs in `text`, charging them to `budget`; stops (and marks truncation) when it runs out.
 pub(crate) fn find_blobs(text: &str, n: &Normalized, budget: &mut Budget) -> Vec<Blob> {
+    find_blobs_with(text, n, budget, true)
+}
+
+/// [`find_blobs`], with or without skipping ahead over text that cannot hold a blob (a property test
+/// compares the two).
+fn find_blobs_with(text: &str, n: &Normalized, budget: &mut Budget, skip: bool) -> Vec<Blob> {
     let mut blobs = Vec::new();
     let push =
         |blobs: &mut Vec<Blob>, budget: &mut Budget, start: usize, end: usize, decoded: String| -> bool {
@@ -164,6 +170,8 @@ pub(crate) fn find_blobs(text: &str, n: &Normalized, budget: &mut Budget) -> Vec
     }
 
     let bytes = text.as_bytes();
+    let next_pct_from = |at: usize| memchr::memchr(b'%', &bytes[at..]).map_or(bytes.len(), |p| at + p);
+    let mut next_pct = next_pct_from(0);
     let mut i = 0;
     while i < bytes.len() {
         // %-encoded tokens: whitespace-delimited, at least three escapes.
@@ -181,6 +189,18 @@ pub(crate) fn find_blobs(text: &str, n: &Normalized, budget: &mut Budget) -> Vec
             }
         }
         if !is_b64_byte(bytes[i]) {
+            if skip {
+                if next_pct <= i {
+                    next_pct = next_pct_from(i + 1);
+                }
+                // Every run of MIN_BLOB bytes starting after `i` and up to `probe` covers `probe`, so
+                // when `probe` is not a run byte, nothing before it matters but a `%`.
+                let probe = i + MIN_BLOB;
+                if probe <= next_pct && bytes.get(probe).is_some_and(|&b| !is_b64_byte(b)) {
+                    i = probe;
+                    continue;
+                }
+            }
             i += 1;
             continue;
         }
@@ -224,6 +244,42 @@ mod tests {
             truncated: false,
         };
         find_blobs(text, &normalize(text), &mut budget)
+    }
+
+    #[test]
+    fn skipping_ahead_finds_the_same_blobs() {
+        bolero::check!()
+            .with_test_time(std::time::Duration::from_secs(2))
+            .for_each(|bytes: &[u8]| {
+                const PIECES: [&str; 10] = [
+                    " ",
+                    "word ",
+                    "aWdub3JlIGFsbCBwcmV2aW91cw==",
+                    "69676e6f726520616c6c",
+                    "%69%67%6e%6f%72%65",
+                    "%",
+                    "abcdefghij",
+                    "/path/to/a-file_name",
+                    "é",
+                    "\n",
+                ];
+                let text: String = bytes
+                    .iter()
+                    .map(|&b| PIECES[usize::from(b) % PIECES.len()])
+                    .collect();
+                let n = normalize(&text);
+                let run = |skip| {
+                    let mut budget = Budget {
+                        decoded_bytes_left: 1 << 20,
+                        blobs_left: 64,
+                        findings_left: 100,
+                        truncated: false,
+                    };
+                    let found = find_blobs_with(&text, &n, &mut budget, skip);
+                    (found, budget.truncated)
+                };
+                assert_eq!(run(true), run(false), "{text:?}");
+            });
     }
 
     #[test]
