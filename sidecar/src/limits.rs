@@ -760,6 +760,78 @@ fn lock(shard: &Mutex<Shard>) -> MutexGuard<'_, Shard> {
 
 /// Estimated cl100k tokens in `text`; the formula is in the module docs.
 pub fn estimate_tokens(text: &str) -> u64 {
+    if text.is_ascii() {
+        estimate_ascii(text.as_bytes())
+    } else {
+        estimate_chars(text)
+    }
+}
+
+/// [`estimate_tokens`] for ASCII text, byte by byte (the common case, several times faster than decoding
+/// chars; a property test compares the two).
+fn estimate_ascii(bytes: &[u8]) -> u64 {
+    let class = |b: u8| {
+        if b.is_ascii_alphabetic() {
+            Class::Letter
+        } else if b.is_ascii_digit() {
+            Class::Digit
+        } else if matches!(b, b'\t'..=b'\r' | b' ') {
+            Class::Space
+        } else {
+            Class::Punct
+        }
+    };
+    let run_end = |from: usize, of: Class| {
+        bytes[from..]
+            .iter()
+            .position(|&b| class(b) != of)
+            .map_or(bytes.len(), |p| from + p)
+    };
+    let mut tokens = 0u64;
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let kind = class(b);
+        let end = match kind {
+            Class::Letter => {
+                let mut j = i + 1;
+                let mut prev_lower = b.is_ascii_lowercase();
+                while let Some(&n) = bytes.get(j) {
+                    if class(n) != Class::Letter || (prev_lower && n.is_ascii_uppercase()) {
+                        break;
+                    }
+                    prev_lower = n.is_ascii_lowercase();
+                    j += 1;
+                }
+                tokens += 1 + (j - i - 1) as u64 / 7;
+                j
+            }
+            _ => run_end(i + 1, kind),
+        };
+        let run = (end - i) as u64;
+        let next = bytes.get(end).map(|&n| class(n));
+        match kind {
+            Class::Digit => tokens += run.div_ceil(3),
+            Class::Space => {
+                let attaches = run == 1 && b == b' ' && matches!(next, Some(Class::Letter | Class::Punct));
+                if !attaches {
+                    tokens += run.div_ceil(16);
+                }
+            }
+            Class::Punct => {
+                let attaches = run == 1 && next == Some(Class::Letter);
+                if !attaches {
+                    tokens += run.div_ceil(2);
+                }
+            }
+            _ => {}
+        }
+        i = end;
+    }
+    tokens
+}
+
+/// [`estimate_tokens`] over chars, for any text.
+fn estimate_chars(text: &str) -> u64 {
     let mut tokens = 0u64;
     let mut chars = text.chars().peekable();
     while let Some(c) = chars.next() {
@@ -1628,6 +1700,21 @@ mod tests {
                 "{text:?}: estimated {estimate}, cl100k {expected}"
             );
         }
+    }
+
+    #[test]
+    fn the_ascii_estimate_counts_like_the_char_estimate() {
+        bolero::check!()
+            .with_test_time(Duration::from_secs(1))
+            .for_each(|bytes: &[u8]| {
+                // A small alphabet so that runs of each class, case changes and lone spaces are common.
+                const ALPHABET: &[u8] = b"aZbY09 \t\n\r\x0b.,!(){}_-";
+                let text: String = bytes
+                    .iter()
+                    .map(|&b| char::from(ALPHABET[usize::from(b) % ALPHABET.len()]))
+                    .collect();
+                assert_eq!(estimate_ascii(text.as_bytes()), estimate_chars(&text), "{text:?}");
+            });
     }
 
     #[test]
