@@ -33,6 +33,16 @@ pub struct Cli {
     pub log_format: airlock_core::telemetry::LogFormat,
 }
 
+impl Cli {
+    /// Worker threads for the async runtime: `run`'s `--worker-threads`; one for the other commands.
+    pub fn worker_threads(&self) -> usize {
+        match &self.command {
+            Command::Run(args) => usize::from(args.worker_threads),
+            Command::Scan { .. } | Command::Init => 1,
+        }
+    }
+}
+
 /// What the sidecar is asked to do.
 #[derive(Debug, clap::Subcommand)]
 pub enum Command {
@@ -66,4 +76,25 @@ fn scan_stdio(profile: &str) -> Result<()> {
     let stats = scan::run_scan(&policy, stdin.lock(), std::io::BufWriter::new(stdout.lock()))?;
     tracing::debug!(profile = %policy.name, ?stats, "scan finished");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use clap::Parser;
+
+    #[test]
+    fn run_serves_on_one_worker_thread_unless_asked() {
+        let parse = |args: &[&str]| Cli::try_parse_from([&["airlock-sidecar"], args].concat());
+        assert_eq!(parse(&["run"]).unwrap().worker_threads(), 1);
+        assert_eq!(
+            parse(&["run", "--worker-threads", "4"]).unwrap().worker_threads(),
+            4
+        );
+        let refused = parse(&["run", "--worker-threads", "0"]).unwrap_err();
+        assert!(refused.to_string().contains("worker-threads"), "{refused}");
+        assert_eq!(parse(&["scan"]).unwrap().worker_threads(), 1);
+    }
 }

@@ -1,9 +1,12 @@
 use clap::Parser;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let cli = airlock_sidecar::Cli::parse();
     airlock_core::telemetry::init(cli.log_format);
-    airlock_sidecar::run(cli).await?;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cli.worker_threads())
+        .enable_all()
+        .build()?
+        .block_on(airlock_sidecar::run(cli))?;
     Ok(())
 }
