@@ -336,6 +336,12 @@ mod tests {
     use super::*;
     use crate::engine::normalize::normalize;
 
+    #[test]
+    fn the_built_in_phrases_are_searched_with_a_dfa() {
+        let d = Injection::new(&InjectionConfig::default());
+        assert!(d.set.as_ref().is_some_and(PhraseSet::ascii_is_dfa));
+    }
+
     fn scan(text: &str, source: Source) -> Vec<Finding> {
         static D: std::sync::LazyLock<Injection> =
             std::sync::LazyLock::new(|| Injection::new(&InjectionConfig::default()));

@@ -7,6 +7,10 @@ use std::collections::HashMap;
 
 /// Bytes allowed between two parts of a gapped phrase (a few words, or ~13 CJK characters).
 pub const GAP: usize = 40;
+/// Most pattern bytes compiled to a DFA. The built-in injection phrases' ASCII parts (about 6 KiB) take
+/// under a megabyte as one; a profile's topic list far longer than that stays a compact NFA, so memory
+/// follows the policy's size linearly.
+const MAX_DFA_PATTERN_BYTES: usize = 16 << 10;
 /// Part occurrences collected per scan before giving up (pathological repetition).
 pub const MAX_PART_HITS: usize = 50_000;
 
@@ -19,11 +23,11 @@ struct Phrase {
 /// A compiled set of folded phrases.
 #[derive(Debug)]
 pub struct PhraseSet {
-    /// The ASCII parts, as a DFA: one table step per byte, and small, since ASCII text needs few byte
-    /// classes.
+    /// The ASCII parts, as a DFA (one table step per byte; small, since ASCII needs few byte classes)
+    /// unless they are too many for one (see [`MAX_DFA_PATTERN_BYTES`]).
     ascii: Option<Automaton>,
     /// The parts with non-ASCII bytes (CJK, Cyrillic, Arabic...), as a compact NFA: a DFA over that many
-    /// byte classes takes megabytes. Only texts with non-ASCII bytes are searched with it.
+    /// byte classes takes megabytes. It searches only windows around non-ASCII bytes.
     other: Option<Automaton>,
     phrases: Vec<Phrase>,
     /// The longest part `other` holds, in bytes.
@@ -157,15 +161,29 @@ impl PhraseSet {
         let (ascii, other): (Vec<usize>, Vec<usize>) =
             (0..patterns.len()).partition(|&i| patterns[i].is_ascii());
         let other_max_len = other.iter().map(|&i| patterns[i].len()).max().unwrap_or(0);
+        let ascii_bytes: usize = ascii.iter().map(|&i| patterns[i].len()).sum();
+        let ascii_kind = if ascii_bytes <= MAX_DFA_PATTERN_BYTES {
+            AhoCorasickKind::DFA
+        } else {
+            AhoCorasickKind::ContiguousNFA
+        };
         Ok(PhraseSet {
             other_max_len,
-            ascii: Automaton::build(&patterns, ascii, AhoCorasickKind::DFA)?,
+            ascii: Automaton::build(&patterns, ascii, ascii_kind)?,
             other: Automaton::build(&patterns, other, AhoCorasickKind::ContiguousNFA)?,
             phrases: compiled,
             by_first,
             part_lens,
             parts,
         })
+    }
+
+    /// The ASCII parts are searched with a DFA.
+    #[cfg(test)]
+    pub fn ascii_is_dfa(&self) -> bool {
+        self.ascii
+            .as_ref()
+            .is_some_and(|a| a.ac.kind() == AhoCorasickKind::DFA)
     }
 
     /// Each phrase as a standalone case-insensitive regex (parts joined by a gap of up to [`GAP`]
@@ -338,6 +356,17 @@ mod tests {
             got.sort();
             assert_eq!(got, want, "{text:?}");
         }
+    }
+
+    #[test]
+    fn only_a_small_phrase_list_becomes_a_dfa() {
+        assert!(set(&["ignore * previous", "system prompt"]).ascii_is_dfa());
+        let many: Vec<String> = (0..4000).map(|i| format!("banned topic number {i}")).collect();
+        let many: Vec<&str> = many.iter().map(String::as_str).collect();
+        let big = set(&many);
+        assert!(!big.ascii_is_dfa());
+        let found = hits(&big, "we discussed banned topic number 3999 today");
+        assert!(found.iter().any(|&(phrase, _)| phrase == 3999), "{found:?}");
     }
 
     #[test]
