@@ -99,7 +99,8 @@ wait_ready() { # wait_ready <name> <url> <pid file> <log>
   done
 }
 start_operator() {
-  AIRLOCK_LOG_FORMAT=json RUST_LOG=info "$operator" --manage-webhooks false --admin-addr "$operator_admin" \
+  # MALLOC_ARENA_MAX as the chart sets it for the operator.
+  MALLOC_ARENA_MAX=1 AIRLOCK_LOG_FORMAT=json RUST_LOG=info "$operator" --manage-webhooks false --admin-addr "$operator_admin" \
     --identity bench --namespace airlock-system >>"$dir/logs/airlock-operator.log" 2>&1 </dev/null &
   echo $! >"$dir/pids/airlock-operator.pid"
   wait_ready operator "http://$operator_admin/ready" "$dir/pids/airlock-operator.pid" "$dir/logs/airlock-operator.log"

@@ -241,6 +241,8 @@ fn rendered_workloads_are_restricted_labelled_and_highly_available() {
         env_of(operator, "AIRLOCK_OWNER_CLUSTER_ROLE").as_deref(),
         Some("airlock-operator")
     );
+    // One glibc arena, as `make bench` measures the operator's memory per cached pod.
+    assert_eq!(env_of(operator, "MALLOC_ARENA_MAX").as_deref(), Some("1"));
     let role = find(&docs, "ClusterRole", "airlock-operator").unwrap();
     assert!(
         role["rules"]
