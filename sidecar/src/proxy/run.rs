@@ -76,8 +76,8 @@ pub struct RunArgs {
     #[arg(long, env = "AIRLOCK_INBOUND_LISTEN", default_value = "0.0.0.0:15006")]
     pub inbound_listen: SocketAddr,
     /// Threads serving traffic. One (the default) keeps a request's tasks on one thread: on the two-core
-    /// benchmark machine that took 40% less CPU per request than two, with no wake-ups across threads.
-    /// Scans of more than 32 KiB run on a separate blocking pool either way.
+    /// benchmark machine that took a third to 40% less CPU per request than two, with no wake-ups across
+    /// threads. Scans of more than 32 KiB run on a separate blocking pool either way.
     #[arg(long, env = "AIRLOCK_WORKER_THREADS", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=64))]
     pub worker_threads: u16,
