@@ -442,6 +442,10 @@ impl AnchorPass {
     fn new(code: Option<&code::CodeDetector>, secrets: Option<&secrets::Secrets>) -> Option<AnchorPass> {
         let code = code.map_or(&[][..], |c| c.anchors());
         let secrets = secrets.map_or(&[][..], |s| s.anchors());
+        if code.is_empty() && secrets.is_empty() {
+            // Nothing to look for: no pass over the text at all.
+            return None;
+        }
         let ac = anchor_automaton(code.iter().chain(secrets))?;
         Some(AnchorPass {
             ac,
@@ -525,6 +529,17 @@ mod tests {
         }
         let pass = e.anchors.as_ref().unwrap();
         assert_eq!((pass.code, pass.secrets), (code.len(), secrets.len()));
+    }
+
+    #[test]
+    fn without_code_and_secrets_detectors_there_is_no_anchor_pass() {
+        let config = EngineConfig {
+            code: None,
+            dlp: None,
+            ..EngineConfig::default()
+        };
+        assert!(Engine::new(&config).unwrap().anchors.is_none());
+        assert!(Engine::new(&EngineConfig::default()).unwrap().anchors.is_some());
     }
 
     #[test]
