@@ -10,6 +10,7 @@ pub mod admin;
 pub mod cache;
 pub mod error;
 pub mod fingerprint;
+mod lean;
 pub mod metrics;
 pub mod mutate;
 pub mod review;

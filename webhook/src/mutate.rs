@@ -20,9 +20,10 @@ use std::collections::BTreeMap;
 
 use airlock_crds::AIRuntimeInstance;
 use airlock_crds::v1alpha1::instance::DEFAULT_SIDECAR_IMAGE_REPOSITORY;
-use airlock_crds::v1alpha1::{FailureMode, InboundMode, Interception, Mode, PullPolicy};
-use json_patch::jsonptr::PointerBuf;
-use json_patch::{AddOperation, PatchOperation};
+use airlock_crds::v1alpha1::{FailureMode, InboundMode, Interception, Mode, PullPolicy, SidecarSpec};
+use std::cell::RefCell;
+use std::sync::Arc;
+
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource, HTTPGetAction,
     ObjectFieldSelector, Pod, Probe, ResourceRequirements, SeccompProfile, SecurityContext, Volume,
@@ -30,8 +31,9 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use serde::ser::SerializeMap;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::fingerprint;
 
@@ -71,11 +73,59 @@ pub const APP_ENV: &[(&str, &str)] = &[
     ("OLLAMA_HOST", "http://127.0.0.1:15001"),
 ];
 
+/// One RFC 6902 `add` operation (injection only ever adds). The value is JSON text, so that what is the
+/// same for every pod an instance injects (the sidecar container) is serialised once and shared.
+#[derive(Debug, Clone)]
+pub struct Add {
+    /// The JSON pointer, escaped (`airlock.dev~1status`).
+    pub path: String,
+    /// The value, as JSON.
+    pub value: Arc<RawValue>,
+}
+
+impl PartialEq for Add {
+    fn eq(&self, other: &Self) -> bool {
+        self.path == other.path && self.value.get() == other.value.get()
+    }
+}
+
+/// An RFC 6902 JSON Patch made of [`Add`] operations; serialises to the JSON array the API server reads.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Patch(pub Vec<Add>);
+
+impl Serialize for Add {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(3))?;
+        map.serialize_entry("op", "add")?;
+        map.serialize_entry("path", &self.path)?;
+        map.serialize_entry("value", &*self.value)?;
+        map.end()
+    }
+}
+
+impl Serialize for Patch {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
+impl Patch {
+    /// The patch as a `json_patch` value, to apply it to a document (tests, offline tools).
+    pub fn to_json_patch(&self) -> serde_json::Result<json_patch::Patch> {
+        serde_json::from_slice(&serde_json::to_vec(self)?)
+    }
+
+    /// The paths, in order.
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.0.iter().map(|op| op.path.as_str())
+    }
+}
+
 /// What [`mutate`] decided.
 #[derive(Debug, Clone, PartialEq)]
 pub enum MutateOutcome {
     /// Inject with this patch.
-    Patch(Vec<PatchOperation>),
+    Patch(Patch),
     /// Leave the pod alone.
     Skip {
         /// Why.
@@ -167,20 +217,42 @@ pub fn sidecar_image(instance: &AIRuntimeInstance, default: &str) -> String {
         .unwrap_or_else(|| default.to_owned())
 }
 
-fn pointer(tokens: &[&str]) -> PointerBuf {
-    PointerBuf::from_tokens(tokens.iter().copied())
+/// The JSON pointer (RFC 6901) of `tokens`: each escaped (`~` → `~0`, `/` → `~1`) after a `/`.
+fn pointer(tokens: &[&str]) -> String {
+    let mut path = String::new();
+    for token in tokens {
+        path.push('/');
+        for c in token.chars() {
+            match c {
+                '~' => path.push_str("~0"),
+                '/' => path.push_str("~1"),
+                c => path.push(c),
+            }
+        }
+    }
+    path
 }
 
-fn add(tokens: &[&str], value: Value) -> PatchOperation {
-    PatchOperation::Add(AddOperation {
+fn add(tokens: &[&str], value: Arc<RawValue>) -> Add {
+    Add {
         path: pointer(tokens),
         value,
-    })
+    }
 }
 
-fn to_value<T: Serialize>(value: &T) -> Value {
-    // Serialising k8s-openapi types cannot fail; an empty object keeps the patch well-formed regardless.
-    serde_json::to_value(value).unwrap_or_else(|_| Value::Object(serde_json::Map::new()))
+/// `value` as JSON text.
+fn to_raw<T: Serialize + ?Sized>(value: &T) -> Arc<RawValue> {
+    // Serialising k8s-openapi types and strings cannot fail; an empty object keeps the patch well-formed
+    // regardless.
+    let json = serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned());
+    RawValue::from_string(json)
+        .map(Arc::from)
+        .unwrap_or_else(|_| Arc::from(RawValue::NULL.to_owned()))
+}
+
+/// `[value, ...]` as JSON text.
+fn to_raw_array<T: Serialize>(values: &[T]) -> Arc<RawValue> {
+    to_raw(values)
 }
 
 fn env_value(name: &str, value: &str) -> EnvVar {
@@ -392,6 +464,113 @@ fn init_container(instance: &AIRuntimeInstance, image: &str, ports: &[i32]) -> C
     }
 }
 
+/// The injected containers as JSON: the sidecar, and `airlock-init` when inbound is transparent.
+#[derive(Debug, Clone)]
+struct ContainersJson {
+    sidecar: Arc<RawValue>,
+    init: Option<Arc<RawValue>>,
+}
+
+/// Everything the injected containers are built from, and what they came out as.
+struct Built {
+    instance: Option<String>,
+    mode: Mode,
+    sidecar: Option<SidecarSpec>,
+    image: String,
+    interception: Interception,
+    inbound_ports: Vec<i32>,
+    native: bool,
+    transparent: bool,
+    json: ContainersJson,
+}
+
+/// How many builds each thread keeps: one per instance (and variant of ports) in practice.
+const BUILT_CAPACITY: usize = 32;
+
+thread_local! {
+    /// The injected containers are the same for every pod an instance selects (given the same ports), and
+    /// building and serialising them was a third of an injection; they are kept per thread, keyed by
+    /// every input, so a changed instance can never get an old container.
+    static BUILT: RefCell<Vec<Built>> = const { RefCell::new(Vec::new()) };
+}
+
+fn build_containers(
+    instance: &AIRuntimeInstance,
+    image: &str,
+    interception: &Interception,
+    inbound_ports: &[i32],
+    native: bool,
+    transparent: bool,
+) -> ContainersJson {
+    ContainersJson {
+        sidecar: to_raw(&sidecar_container(
+            instance,
+            image,
+            interception,
+            inbound_ports,
+            native,
+        )),
+        init: transparent.then(|| to_raw(&init_container(instance, image, inbound_ports))),
+    }
+}
+
+fn containers_json(
+    instance: &AIRuntimeInstance,
+    image: &str,
+    interception: &Interception,
+    inbound_ports: &[i32],
+    native: bool,
+    transparent: bool,
+) -> ContainersJson {
+    BUILT.with(|built| {
+        let mut built = built.borrow_mut();
+        let hit = built.iter().find(|b| {
+            b.native == native
+                && b.transparent == transparent
+                && b.mode == instance.spec.mode
+                && b.inbound_ports == inbound_ports
+                && b.image == image
+                && b.instance == instance.metadata.name
+                && b.interception == *interception
+                && b.sidecar == instance.spec.sidecar
+        });
+        if let Some(hit) = hit {
+            return hit.json.clone();
+        }
+        let json = build_containers(instance, image, interception, inbound_ports, native, transparent);
+        if built.len() >= BUILT_CAPACITY {
+            built.remove(0);
+        }
+        built.push(Built {
+            instance: instance.metadata.name.clone(),
+            mode: instance.spec.mode,
+            sidecar: instance.spec.sidecar.clone(),
+            image: image.to_owned(),
+            interception: interception.clone(),
+            inbound_ports: inbound_ports.to_vec(),
+            native,
+            transparent,
+            json: json.clone(),
+        });
+        json
+    })
+}
+
+/// `[a, b, ...]` from JSON values.
+fn join_raw(values: &[Arc<RawValue>]) -> Arc<RawValue> {
+    let mut json = String::from("[");
+    for (i, value) in values.iter().enumerate() {
+        if i > 0 {
+            json.push(',');
+        }
+        json.push_str(value.get());
+    }
+    json.push(']');
+    RawValue::from_string(json)
+        .map(Arc::from)
+        .unwrap_or_else(|_| Arc::from(RawValue::NULL.to_owned()))
+}
+
 /// Whether the pod already went through injection (the sidecar anywhere, or the status annotation).
 pub fn already_injected(pod: &Pod) -> bool {
     let annotated = pod
@@ -495,34 +674,34 @@ pub fn mutate(
         ..Volume::default()
     };
     match &spec.volumes {
-        Some(_) => ops.push(add(&["spec", "volumes", "-"], to_value(&volume))),
-        None => ops.push(add(&["spec", "volumes"], Value::Array(vec![to_value(&volume)]))),
+        Some(_) => ops.push(add(&["spec", "volumes", "-"], to_raw(&volume))),
+        None => ops.push(add(&["spec", "volumes"], to_raw_array(&[volume]))),
     }
     status.volumes.push(POLICY_VOLUME.to_owned());
 
     // Containers.
     let image = sidecar_image(instance, default_image);
-    let sidecar = to_value(&sidecar_container(
+    let ContainersJson { sidecar, init } = containers_json(
         instance,
         &image,
         &interception,
         &inbound_ports,
         native,
-    ));
-    let init = transparent.then(|| to_value(&init_container(instance, &image, &inbound_ports)));
+        transparent,
+    );
     let has_init = spec.init_containers.is_some();
     if native {
         // Both go in front: `airlock-init` first (the redirect is in place before anything listens), then
         // the sidecar, so it starts and becomes ready before every other init container and the app.
         let mut front = Vec::new();
-        front.extend(init.clone());
+        front.extend(init);
         front.push(sidecar);
         if has_init {
             for value in front.into_iter().rev() {
                 ops.push(add(&["spec", "initContainers", "0"], value));
             }
         } else {
-            ops.push(add(&["spec", "initContainers"], Value::Array(front)));
+            ops.push(add(&["spec", "initContainers"], join_raw(&front)));
         }
         if transparent {
             status.init_containers.push(INIT_NAME.to_owned());
@@ -533,7 +712,7 @@ pub fn mutate(
             if has_init {
                 ops.push(add(&["spec", "initContainers", "-"], init));
             } else {
-                ops.push(add(&["spec", "initContainers"], Value::Array(vec![init])));
+                ops.push(add(&["spec", "initContainers"], join_raw(&[init])));
             }
             status.init_containers.push(INIT_NAME.to_owned());
         }
@@ -567,12 +746,12 @@ pub fn mutate(
             );
             if container.env.is_some() {
                 for var in &missing {
-                    ops.push(add(&["spec", "containers", &index, "env", "-"], to_value(var)));
+                    ops.push(add(&["spec", "containers", &index, "env", "-"], to_raw(var)));
                 }
             } else {
                 ops.push(add(
                     &["spec", "containers", &index, "env"],
-                    Value::Array(missing.iter().map(to_value).collect()),
+                    to_raw_array(&missing),
                 ));
             }
         }
@@ -583,17 +762,109 @@ pub fn mutate(
     if pod.metadata.annotations.is_some() {
         ops.push(add(
             &["metadata", "annotations", ANNOTATION_INJECTED],
-            Value::from("true"),
+            to_raw("true"),
         ));
         ops.push(add(
             &["metadata", "annotations", ANNOTATION_STATUS],
-            Value::from(status_json),
+            to_raw(&status_json),
         ));
     } else {
-        ops.push(add(
-            &["metadata", "annotations"],
-            serde_json::json!({ ANNOTATION_INJECTED: "true", ANNOTATION_STATUS: status_json }),
-        ));
+        let annotations = BTreeMap::from([(ANNOTATION_INJECTED, "true"), (ANNOTATION_STATUS, &status_json)]);
+        ops.push(add(&["metadata", "annotations"], to_raw(&annotations)));
     }
-    MutateOutcome::Patch(ops)
+    MutateOutcome::Patch(Patch(ops))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use serde_json::json;
+
+    use super::*;
+
+    /// An instance named `name` (default `a`) whose spec adds `spec`'s fields to a minimal one.
+    fn instance(given: serde_json::Value) -> AIRuntimeInstance {
+        let mut spec = json!({"selector": {}, "profileRef": {"name": "p"}});
+        for (key, value) in given
+            .get("spec")
+            .and_then(|s| s.as_object())
+            .into_iter()
+            .flatten()
+        {
+            spec[key] = value.clone();
+        }
+        serde_json::from_value(json!({
+            "apiVersion": "airlock.dev/v1alpha1", "kind": "AIRuntimeInstance",
+            "metadata": {"name": given.get("name").and_then(|n| n.as_str()).unwrap_or("a")},
+            "spec": spec
+        }))
+        .unwrap()
+    }
+
+    fn containers(instance: &AIRuntimeInstance, image: &str, ports: &[i32], native: bool) -> [String; 2] {
+        let interception = instance
+            .spec
+            .sidecar
+            .as_ref()
+            .and_then(|s| s.interception.clone())
+            .unwrap_or_default();
+        let transparent = interception.inbound == InboundMode::Transparent && !ports.is_empty();
+        let cached = containers_json(instance, image, &interception, ports, native, transparent);
+        let fresh = build_containers(instance, image, &interception, ports, native, transparent);
+        let text = |c: &ContainersJson| {
+            format!(
+                "{} {}",
+                c.sidecar.get(),
+                c.init.as_ref().map(|i| i.get()).unwrap_or("-")
+            )
+        };
+        [text(&cached), text(&fresh)]
+    }
+
+    #[test]
+    fn kept_containers_change_with_every_input_they_are_built_from() {
+        let variants = [
+            instance(json!({})),
+            instance(json!({"name": "b"})),
+            instance(json!({"spec": {"mode": "audit"}})),
+            instance(json!({"spec": {"sidecar": {"failureMode": "failClosed"}}})),
+            instance(json!({"spec": {"sidecar": {"imagePullPolicy": "Always"}}})),
+            instance(json!({"spec": {"sidecar": {"resources": {"limits": {"memory": "1Gi"}}}}})),
+            instance(json!({"spec": {"sidecar": {"interception": {"inbound": "explicit"}}}})),
+            instance(json!({"spec": {"sidecar": {"interception": {"outbound": false}}}})),
+            instance(json!({"spec": {"selector": {"podSelector": {"matchLabels": {"x": "y"}}}}})),
+        ];
+        let mut seen = std::collections::BTreeSet::new();
+        // Twice over, interleaved: the second round is served from what the first kept.
+        for round in 0..2 {
+            for (i, instance) in variants.iter().enumerate() {
+                for (image, ports, native) in [
+                    ("img:1", &[][..], true),
+                    ("img:2", &[][..], true),
+                    ("img:1", &[8000][..], true),
+                    ("img:1", &[8000, 8080][..], true),
+                    ("img:1", &[8000][..], false),
+                ] {
+                    let [cached, fresh] = containers(instance, image, ports, native);
+                    assert_eq!(
+                        cached, fresh,
+                        "round {round}, variant {i}, {image} {ports:?} {native}"
+                    );
+                    seen.insert(fresh);
+                }
+            }
+        }
+        // Every input made a difference somewhere (the first and last variants build the same).
+        assert_eq!(seen.len(), (variants.len() - 1) * 5 - 2, "distinct builds");
+    }
+
+    #[test]
+    fn pointers_escape_tilde_and_slash() {
+        assert_eq!(
+            pointer(&["metadata", "annotations", "airlock.dev/status"]),
+            "/metadata/annotations/airlock.dev~1status"
+        );
+        assert_eq!(pointer(&["a~b", "-"]), "/a~0b/-");
+    }
 }

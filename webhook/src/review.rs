@@ -21,7 +21,6 @@ use std::sync::Arc;
 
 use airlock_crds::{AIRuntimeInstance, AISecurityProfile, DynamicAddressGroup};
 use base64::Engine as _;
-use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::admission::Operation;
 use kube::core::{GroupVersionKind, Status};
@@ -147,7 +146,7 @@ impl Response {
     }
 
     /// Allows the request with an RFC 6902 JSON Patch.
-    fn with_patch(mut self, patch: &json_patch::Patch) -> serde_json::Result<Self> {
+    fn with_patch(mut self, patch: &mutate::Patch) -> serde_json::Result<Self> {
         let json = serde_json::to_vec(patch)?;
         self.patch = Some(base64::engine::general_purpose::STANDARD.encode(json));
         self.patch_type = Some("JSONPatch");
@@ -236,7 +235,7 @@ fn on_mutate(
         return (response, "allowed");
     }
     // Mutation fails open: a pod we cannot read is left alone (validation still sees it).
-    let Some(pod) = raw(request.object).and_then(|json| serde_json::from_str::<Pod>(json).ok()) else {
+    let Some(pod) = raw(request.object).and_then(|json| crate::lean::pod(json).ok()) else {
         return (response, "allowed");
     };
     let empty = BTreeMap::new();
@@ -253,7 +252,7 @@ fn on_mutate(
     };
     let default_image = view.default_sidecar_image();
     match mutate::mutate(&pod, namespace, instance, view.server_version(), &default_image) {
-        MutateOutcome::Patch(ops) => match response.clone().with_patch(&json_patch::Patch(ops)) {
+        MutateOutcome::Patch(patch) => match response.clone().with_patch(&patch) {
             Ok(patched) => (patched, "patched"),
             Err(_) => (response, "allowed"),
         },
@@ -387,11 +386,39 @@ fn unchanged_template(
     kind: airlock_crds::v1alpha1::WorkloadKind,
     new: &Workload,
 ) -> bool {
-    let Some(old) = raw(request.old_object) else {
+    let (Some(old), Some(current)) = (raw(request.old_object), raw(request.object)) else {
         return false;
     };
+    // The admission view first (cheap, and usually enough to tell a change); then the whole template,
+    // since any change to what runs (resources, probes, env values) rolls out new pods.
     Workload::from_json(kind, old)
         .is_ok_and(|old| old.pod_spec == new.pod_spec && old.pod_labels == new.pod_labels)
+        && full_template(kind, old).is_some_and(|old| full_template(kind, current) == Some(old))
+}
+
+/// The whole pod template of a controller, as `k8s-openapi` reads it.
+fn full_template(
+    kind: airlock_crds::v1alpha1::WorkloadKind,
+    json: &str,
+) -> Option<k8s_openapi::api::core::v1::PodTemplateSpec> {
+    use airlock_crds::v1alpha1::WorkloadKind;
+    use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+    use k8s_openapi::api::batch::v1::{CronJob, Job};
+    fn read<T: serde::de::DeserializeOwned>(json: &str) -> Option<T> {
+        serde_json::from_str(json).ok()
+    }
+    match kind {
+        WorkloadKind::Pod => None,
+        WorkloadKind::Deployment => read::<Deployment>(json)?.spec.map(|s| s.template),
+        WorkloadKind::StatefulSet => read::<StatefulSet>(json)?.spec.map(|s| s.template),
+        WorkloadKind::DaemonSet => read::<DaemonSet>(json)?.spec.map(|s| s.template),
+        WorkloadKind::ReplicaSet => read::<ReplicaSet>(json)?.spec.and_then(|s| s.template),
+        WorkloadKind::Job => read::<Job>(json)?.spec.map(|s| s.template),
+        WorkloadKind::CronJob => read::<CronJob>(json)?
+            .spec
+            .and_then(|s| s.job_template.spec)
+            .map(|s| s.template),
+    }
 }
 
 /// A fixed [`ClusterView`], for tests and offline tools such as `kubectl airlock check` that decide

@@ -4,10 +4,10 @@
 use std::collections::BTreeMap;
 
 use airlock_crds::v1alpha1::WorkloadKind;
-use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
-use k8s_openapi::api::batch::v1::{CronJob, Job};
-use k8s_openapi::api::core::v1::{Pod, PodSpec, PodTemplateSpec};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use k8s_openapi::api::core::v1::PodSpec;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
+
+use crate::lean::Source;
 
 /// An admission request carried an object that is not a valid instance of its kind.
 #[derive(Debug, thiserror::Error)]
@@ -33,7 +33,9 @@ pub struct Workload {
     pub namespace: Option<String>,
     /// The labels of the pods it makes (for a Pod, its own labels).
     pub pod_labels: BTreeMap<String, String>,
-    /// The spec of the pods it makes.
+    /// The spec of the pods it makes, with the fields admission reads (containers' names, images,
+    /// commands, ports and env names; `hostNetwork`; ephemeral containers' names; how many volumes):
+    /// see the `lean` module. The rest stays at its default.
     pub pod_spec: PodSpec,
     /// The object's owner references (a Pod made by a ReplicaSet, a Job made by a CronJob).
     pub owners: Vec<OwnerReference>,
@@ -68,51 +70,6 @@ pub fn workload_kind(group: &str, kind: &str) -> Option<WorkloadKind> {
     })
 }
 
-/// Where an object's JSON comes from: an already parsed value, or the raw text of an admission request.
-enum Source<'a> {
-    Value(serde_json::Value),
-    Json(&'a str),
-}
-
-fn parse<T: serde::de::DeserializeOwned>(kind: WorkloadKind, source: Source<'_>) -> Result<T> {
-    match source {
-        Source::Value(value) => serde_json::from_value(value),
-        Source::Json(json) => serde_json::from_str(json),
-    }
-    .map_err(|source| ObjectError {
-        kind: kind_name(kind),
-        source,
-    })
-}
-
-fn from_template(kind: WorkloadKind, metadata: ObjectMeta, template: Option<PodTemplateSpec>) -> Workload {
-    let template = template.unwrap_or_default();
-    let pod_labels = template.metadata.and_then(|m| m.labels).unwrap_or_default();
-    workload(kind, metadata, pod_labels, template.spec.unwrap_or_default())
-}
-
-fn workload(
-    kind: WorkloadKind,
-    metadata: ObjectMeta,
-    pod_labels: BTreeMap<String, String>,
-    pod_spec: PodSpec,
-) -> Workload {
-    let name = match (metadata.name, metadata.generate_name) {
-        (Some(name), _) if !name.is_empty() => name,
-        (_, Some(prefix)) => format!("{prefix}*"),
-        _ => String::new(),
-    };
-    Workload {
-        kind,
-        name,
-        namespace: metadata.namespace,
-        pod_labels,
-        pod_spec,
-        owners: metadata.owner_references.unwrap_or_default(),
-        deleting: metadata.deletion_timestamp.is_some(),
-    }
-}
-
 impl Workload {
     /// Reads a workload of `kind` from its JSON value.
     pub fn from_value(kind: WorkloadKind, value: serde_json::Value) -> Result<Self> {
@@ -124,38 +81,26 @@ impl Workload {
         Self::read(kind, Source::Json(json))
     }
 
-    fn read(kind: WorkloadKind, value: Source<'_>) -> Result<Self> {
-        Ok(match kind {
-            WorkloadKind::Pod => {
-                let pod: Pod = parse(kind, value)?;
-                let labels = pod.metadata.labels.clone().unwrap_or_default();
-                workload(kind, pod.metadata, labels, pod.spec.unwrap_or_default())
-            }
-            WorkloadKind::Deployment => {
-                let d: Deployment = parse(kind, value)?;
-                from_template(kind, d.metadata, d.spec.map(|s| s.template))
-            }
-            WorkloadKind::StatefulSet => {
-                let s: StatefulSet = parse(kind, value)?;
-                from_template(kind, s.metadata, s.spec.map(|s| s.template))
-            }
-            WorkloadKind::DaemonSet => {
-                let d: DaemonSet = parse(kind, value)?;
-                from_template(kind, d.metadata, d.spec.map(|s| s.template))
-            }
-            WorkloadKind::ReplicaSet => {
-                let r: ReplicaSet = parse(kind, value)?;
-                from_template(kind, r.metadata, r.spec.and_then(|s| s.template))
-            }
-            WorkloadKind::Job => {
-                let j: Job = parse(kind, value)?;
-                from_template(kind, j.metadata, j.spec.map(|s| s.template))
-            }
-            WorkloadKind::CronJob => {
-                let c: CronJob = parse(kind, value)?;
-                let template = c.spec.and_then(|s| s.job_template.spec).map(|s| s.template);
-                from_template(kind, c.metadata, template)
-            }
+    fn read(kind: WorkloadKind, source: Source<'_>) -> Result<Self> {
+        let lean = crate::lean::workload(kind, source).map_err(|source| ObjectError {
+            kind: kind_name(kind),
+            source,
+        })?;
+        let meta = lean.meta;
+        let deleting = meta.deleting();
+        let name = match (meta.name, meta.generate_name) {
+            (Some(name), _) if !name.is_empty() => name,
+            (_, Some(prefix)) => format!("{prefix}*"),
+            _ => String::new(),
+        };
+        Ok(Workload {
+            kind,
+            name,
+            namespace: meta.namespace,
+            pod_labels: lean.pod_labels.unwrap_or_default(),
+            pod_spec: lean.pod_spec,
+            owners: meta.owner_references.unwrap_or_default(),
+            deleting,
         })
     }
 

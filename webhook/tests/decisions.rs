@@ -135,7 +135,8 @@ fn as_admitted(f: &Fixture, view: &StaticView) -> Workload {
         (1, 33),
         &mutate::default_sidecar_image(),
     ) {
-        MutateOutcome::Patch(ops) => {
+        MutateOutcome::Patch(patch) => {
+            let ops = patch.to_json_patch().unwrap();
             let mut doc = f.manifest.clone();
             json_patch::patch(&mut doc, &ops).unwrap();
             Workload::from_manifest(doc).unwrap().unwrap()
@@ -347,7 +348,7 @@ fn mutate_models(pod: &Pod, instance: &AIRuntimeInstance, version: (u32, u32)) -
 
 fn patch_of(outcome: MutateOutcome) -> Vec<PatchOperation> {
     match outcome {
-        MutateOutcome::Patch(ops) => ops,
+        MutateOutcome::Patch(patch) => patch.to_json_patch().expect("the patch is JSON Patch").0,
         MutateOutcome::Skip { reason } => panic!("skipped: {reason:?}"),
     }
 }

@@ -234,3 +234,44 @@ fn an_object_that_is_not_an_object_fails_open_on_mutate_and_closed_on_validate()
         );
     }
 }
+
+/// An UPDATE review of the unprotected vLLM Deployment, from `old` to the object `change` makes of it.
+fn deployment_update(change: impl FnOnce(&mut Value)) -> Vec<u8> {
+    let mut review: Value = serde_json::from_slice(&fixture("deployment-create-vllm.json")).unwrap();
+    let old = review["request"]["object"].clone();
+    let mut new = old.clone();
+    change(&mut new);
+    review["request"]["operation"] = json!("UPDATE");
+    review["request"]["oldObject"] = old;
+    review["request"]["object"] = new;
+    serde_json::to_vec(&review).unwrap()
+}
+
+#[test]
+fn an_update_that_leaves_the_pods_as_they_were_is_allowed_any_other_is_checked() {
+    let unchanged: [fn(&mut Value); 3] = [
+        |d| d["spec"]["replicas"] = json!(5),
+        |d| d["metadata"]["labels"] = json!({"team": "ml"}),
+        |d| d["metadata"]["finalizers"] = json!(["example.com/hold"]),
+    ];
+    for (i, change) in unchanged.into_iter().enumerate() {
+        let reply = handle(Route::Validate, &deployment_update(change), &cluster());
+        assert_eq!(reply.verdict, "allowed", "unchanged case {i}");
+    }
+    // Changes to what runs roll out new pods: checked, also those admission's lean view does not read.
+    let changed: [fn(&mut Value); 4] = [
+        |d| d["spec"]["template"]["spec"]["containers"][0]["image"] = json!("vllm/vllm-openai:v0.10.0"),
+        |d| {
+            d["spec"]["template"]["spec"]["containers"][0]["resources"] = json!({"limits": {"cpu": "4"}});
+        },
+        |d| {
+            d["spec"]["template"]["spec"]["containers"][0]["env"] =
+                json!([{"name": "HF_TOKEN", "value": "a"}]);
+        },
+        |d| d["spec"]["template"]["spec"]["nodeSelector"] = json!({"gpu": "a100"}),
+    ];
+    for (i, change) in changed.into_iter().enumerate() {
+        let reply = handle(Route::Validate, &deployment_update(change), &cluster());
+        assert_eq!(reply.verdict, "denied", "changed case {i}");
+    }
+}

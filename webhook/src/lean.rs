@@ -1,0 +1,554 @@
+//! Admission's view of pods and pod-making controllers: the fields the decisions read, parsed in one
+//! pass without building the rest.
+//!
+//! A typical pod review carries dozens of environment variables, resources, probes and `managedFields`;
+//! parsing all of it into `k8s-openapi` types cost more than every decision together (one allocation per
+//! string). Here serde skips what no decision reads, and the result comes back as the usual
+//! `k8s-openapi` types with only these fields filled in:
+//!
+//! - metadata: `name`, `generateName`, `namespace`, `labels`, `annotations`, `ownerReferences`, and
+//!   whether `deletionTimestamp` is set;
+//! - pod spec: `hostNetwork`; `containers` and `initContainers` with `name`, `image`, `command`, `args`,
+//!   `ports` and the *names* of `env` (values are not read); `ephemeralContainers` by name; and as many
+//!   `volumes` and `envFrom` entries as the object has (their contents are not read);
+//! - controllers: the pod template's labels and spec, at the place each kind keeps it.
+//!
+//! It reads like `k8s-openapi` does: an `apiVersion` or `kind` that is present must be the expected one,
+//! absent or `null` fields take their defaults, unknown fields are ignored, and a field of the wrong
+//! JSON type is an error. Decisions that need more of an object (an UPDATE compared with the old one)
+//! parse it in full.
+
+use std::collections::BTreeMap;
+
+use airlock_crds::v1alpha1::WorkloadKind;
+use k8s_openapi::api::core::v1::{
+    Container, ContainerPort, EnvFromSource, EnvVar, EphemeralContainer, Pod, PodSpec, Volume,
+};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+
+/// An object's metadata, as far as admission reads it.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct Meta {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub generate_name: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub labels: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub annotations: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub owner_references: Option<Vec<OwnerReference>>,
+    #[serde(default)]
+    deletion_timestamp: Option<IgnoredAny>,
+}
+
+impl Meta {
+    /// Whether the object is being deleted.
+    pub fn deleting(&self) -> bool {
+        self.deletion_timestamp.is_some()
+    }
+}
+
+#[derive(Deserialize)]
+struct EnvName {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LeanContainer {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    image: Option<String>,
+    #[serde(default)]
+    command: Option<Vec<String>>,
+    #[serde(default)]
+    args: Option<Vec<String>>,
+    #[serde(default)]
+    ports: Option<Vec<ContainerPort>>,
+    #[serde(default)]
+    env: Option<Vec<EnvName>>,
+    #[serde(default)]
+    env_from: Option<Vec<IgnoredAny>>,
+}
+
+impl From<LeanContainer> for Container {
+    fn from(c: LeanContainer) -> Self {
+        Container {
+            name: c.name.unwrap_or_default(),
+            image: c.image,
+            command: c.command,
+            args: c.args,
+            ports: c.ports,
+            env: c.env.map(|env| {
+                env.into_iter()
+                    .map(|e| EnvVar {
+                        name: e.name.unwrap_or_default(),
+                        ..EnvVar::default()
+                    })
+                    .collect()
+            }),
+            env_from: c.env_from.map(|e| vec![EnvFromSource::default(); e.len()]),
+            ..Container::default()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Named {
+    #[serde(default)]
+    name: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct LeanPodSpec {
+    #[serde(default)]
+    containers: Option<Vec<LeanContainer>>,
+    #[serde(default)]
+    init_containers: Option<Vec<LeanContainer>>,
+    #[serde(default)]
+    ephemeral_containers: Option<Vec<Named>>,
+    #[serde(default)]
+    host_network: Option<bool>,
+    #[serde(default)]
+    volumes: Option<Vec<IgnoredAny>>,
+}
+
+impl From<LeanPodSpec> for PodSpec {
+    fn from(s: LeanPodSpec) -> Self {
+        let containers = |list: Vec<LeanContainer>| list.into_iter().map(Container::from).collect();
+        PodSpec {
+            containers: s.containers.map(containers).unwrap_or_default(),
+            init_containers: s.init_containers.map(containers),
+            ephemeral_containers: s.ephemeral_containers.map(|list| {
+                list.into_iter()
+                    .map(|c| EphemeralContainer {
+                        name: c.name.unwrap_or_default(),
+                        ..EphemeralContainer::default()
+                    })
+                    .collect()
+            }),
+            host_network: s.host_network,
+            volumes: s.volumes.map(|v| vec![Volume::default(); v.len()]),
+            ..PodSpec::default()
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+struct TemplateMeta {
+    #[serde(default)]
+    labels: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Deserialize, Default)]
+struct Template {
+    #[serde(default)]
+    metadata: Option<TemplateMeta>,
+    #[serde(default)]
+    spec: Option<LeanPodSpec>,
+}
+
+/// `spec` of a Deployment, StatefulSet, DaemonSet, ReplicaSet or Job: the pod template.
+#[derive(Deserialize, Default)]
+struct WithTemplate {
+    #[serde(default)]
+    template: Option<Template>,
+}
+
+/// `spec` of a CronJob: the job template's spec, whose template is the pod's.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct CronJobSpec {
+    #[serde(default)]
+    job_template: Option<JobTemplate>,
+}
+
+#[derive(Deserialize, Default)]
+struct JobTemplate {
+    #[serde(default)]
+    spec: Option<WithTemplate>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Object<S> {
+    #[serde(default)]
+    api_version: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    metadata: Option<Meta>,
+    #[serde(default)]
+    spec: Option<S>,
+}
+
+/// The `apiVersion` of each workload kind.
+fn api_version(kind: WorkloadKind) -> &'static str {
+    match kind {
+        WorkloadKind::Pod => "v1",
+        WorkloadKind::Deployment
+        | WorkloadKind::StatefulSet
+        | WorkloadKind::DaemonSet
+        | WorkloadKind::ReplicaSet => "apps/v1",
+        WorkloadKind::Job | WorkloadKind::CronJob => "batch/v1",
+    }
+}
+
+/// A pod or controller as admission reads it: metadata, and the labels and spec of the pods it makes.
+pub(crate) struct LeanWorkload {
+    pub meta: Meta,
+    pub pod_labels: Option<BTreeMap<String, String>>,
+    pub pod_spec: PodSpec,
+}
+
+fn check_type<S>(object: &Object<S>, kind: WorkloadKind) -> Result<(), serde_json::Error> {
+    use serde::de::{Error as _, Unexpected};
+    let expected_version = api_version(kind);
+    if let Some(version) = object.api_version.as_deref()
+        && version != expected_version
+    {
+        return Err(serde_json::Error::invalid_value(
+            Unexpected::Str(version),
+            &expected_version,
+        ));
+    }
+    let expected_kind = crate::workload::kind_name(kind);
+    if let Some(found) = object.kind.as_deref()
+        && found != expected_kind
+    {
+        return Err(serde_json::Error::invalid_value(
+            Unexpected::Str(found),
+            &expected_kind,
+        ));
+    }
+    Ok(())
+}
+
+/// Where an object's JSON comes from: an already parsed value, or the raw text of an admission request.
+pub(crate) enum Source<'a> {
+    Value(serde_json::Value),
+    Json(&'a str),
+}
+
+fn parse<S: serde::de::DeserializeOwned + Default>(
+    kind: WorkloadKind,
+    source: Source<'_>,
+) -> serde_json::Result<Object<S>> {
+    let object: Object<S> = match source {
+        Source::Value(value) => serde_json::from_value(value)?,
+        Source::Json(json) => serde_json::from_str(json)?,
+    };
+    check_type(&object, kind)?;
+    Ok(object)
+}
+
+/// Reads a workload of `kind`.
+pub(crate) fn workload(kind: WorkloadKind, source: Source<'_>) -> serde_json::Result<LeanWorkload> {
+    Ok(match kind {
+        WorkloadKind::Pod => {
+            let object: Object<LeanPodSpec> = parse(kind, source)?;
+            let meta = object.metadata.unwrap_or_default();
+            LeanWorkload {
+                pod_labels: meta.labels.clone(),
+                meta,
+                pod_spec: object.spec.map(PodSpec::from).unwrap_or_default(),
+            }
+        }
+        WorkloadKind::CronJob => {
+            let object: Object<CronJobSpec> = parse(kind, source)?;
+            let template = object
+                .spec
+                .and_then(|s| s.job_template)
+                .and_then(|j| j.spec)
+                .and_then(|s| s.template);
+            with_template(object.metadata, template)
+        }
+        _ => {
+            let object: Object<WithTemplate> = parse(kind, source)?;
+            with_template(object.metadata, object.spec.and_then(|s| s.template))
+        }
+    })
+}
+
+fn with_template(meta: Option<Meta>, template: Option<Template>) -> LeanWorkload {
+    let template = template.unwrap_or_default();
+    LeanWorkload {
+        meta: meta.unwrap_or_default(),
+        pod_labels: template.metadata.and_then(|m| m.labels),
+        pod_spec: template.spec.map(PodSpec::from).unwrap_or_default(),
+    }
+}
+
+/// Reads a Pod from its JSON text, with the fields listed in the module documentation.
+pub(crate) fn pod(json: &str) -> Result<Pod, serde_json::Error> {
+    let object: Object<LeanPodSpec> = parse(WorkloadKind::Pod, Source::Json(json))?;
+    let meta = object.metadata.unwrap_or_default();
+    Ok(Pod {
+        metadata: ObjectMeta {
+            name: meta.name,
+            generate_name: meta.generate_name,
+            namespace: meta.namespace,
+            labels: meta.labels,
+            annotations: meta.annotations,
+            owner_references: meta.owner_references,
+            ..ObjectMeta::default()
+        },
+        spec: object.spec.map(PodSpec::from),
+        status: None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+    use k8s_openapi::api::batch::v1::{CronJob, Job};
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::workload::workload_kind;
+
+    /// What the lean view keeps of a fully parsed spec: the reference the lean parse must equal.
+    fn project(spec: PodSpec) -> PodSpec {
+        let container = |c: Container| Container {
+            name: c.name,
+            image: c.image,
+            command: c.command,
+            args: c.args,
+            ports: c.ports,
+            env: c.env.map(|env| {
+                env.into_iter()
+                    .map(|e| EnvVar {
+                        name: e.name,
+                        ..EnvVar::default()
+                    })
+                    .collect()
+            }),
+            env_from: c.env_from.map(|e| vec![EnvFromSource::default(); e.len()]),
+            ..Container::default()
+        };
+        PodSpec {
+            containers: spec.containers.into_iter().map(container).collect(),
+            init_containers: spec
+                .init_containers
+                .map(|l| l.into_iter().map(container).collect()),
+            ephemeral_containers: spec.ephemeral_containers.map(|l| {
+                l.into_iter()
+                    .map(|c| EphemeralContainer {
+                        name: c.name,
+                        ..EphemeralContainer::default()
+                    })
+                    .collect()
+            }),
+            host_network: spec.host_network,
+            volumes: spec.volumes.map(|v| vec![Volume::default(); v.len()]),
+            ..PodSpec::default()
+        }
+    }
+
+    /// The full `k8s-openapi` parse: metadata, pod labels and the projected pod spec.
+    fn full(kind: WorkloadKind, value: &Value) -> (ObjectMeta, Option<BTreeMap<String, String>>, PodSpec) {
+        fn read<T: serde::de::DeserializeOwned>(value: &Value) -> T {
+            serde_json::from_value(value.clone()).expect("k8s-openapi reads it")
+        }
+        let (meta, template) = match kind {
+            WorkloadKind::Pod => {
+                let pod: Pod = read(value);
+                let labels = pod.metadata.labels.clone();
+                return (pod.metadata, labels, project(pod.spec.unwrap_or_default()));
+            }
+            WorkloadKind::Deployment => {
+                let d: Deployment = read(value);
+                (d.metadata, d.spec.map(|s| s.template))
+            }
+            WorkloadKind::StatefulSet => {
+                let d: StatefulSet = read(value);
+                (d.metadata, d.spec.map(|s| s.template))
+            }
+            WorkloadKind::DaemonSet => {
+                let d: DaemonSet = read(value);
+                (d.metadata, d.spec.map(|s| s.template))
+            }
+            WorkloadKind::ReplicaSet => {
+                let d: ReplicaSet = read(value);
+                (d.metadata, d.spec.and_then(|s| s.template))
+            }
+            WorkloadKind::Job => {
+                let d: Job = read(value);
+                (d.metadata, d.spec.map(|s| s.template))
+            }
+            WorkloadKind::CronJob => {
+                let d: CronJob = read(value);
+                (
+                    d.metadata,
+                    d.spec.and_then(|s| s.job_template.spec).map(|s| s.template),
+                )
+            }
+        };
+        let template = template.unwrap_or_default();
+        (
+            meta,
+            template.metadata.and_then(|m| m.labels),
+            project(template.spec.unwrap_or_default()),
+        )
+    }
+
+    fn assert_same(kind: WorkloadKind, value: &Value, what: &str) {
+        let (meta, labels, spec) = full(kind, value);
+        let text = serde_json::to_string(value).unwrap();
+        for source in [Source::Value(value.clone()), Source::Json(&text)] {
+            let lean = workload(kind, source).expect(what);
+            assert_eq!(lean.pod_spec, spec, "{what}");
+            assert_eq!(lean.pod_labels, labels, "{what}");
+            assert_eq!(lean.meta.name, meta.name, "{what}");
+            assert_eq!(lean.meta.generate_name, meta.generate_name, "{what}");
+            assert_eq!(lean.meta.namespace, meta.namespace, "{what}");
+            assert_eq!(lean.meta.labels, meta.labels, "{what}");
+            assert_eq!(lean.meta.annotations, meta.annotations, "{what}");
+            assert_eq!(lean.meta.owner_references, meta.owner_references, "{what}");
+            assert_eq!(lean.meta.deleting(), meta.deletion_timestamp.is_some(), "{what}");
+        }
+        if kind == WorkloadKind::Pod {
+            let pod = pod(&text).expect(what);
+            assert_eq!(pod.spec.unwrap_or_default(), spec, "{what}");
+            assert_eq!(pod.metadata.labels, meta.labels, "{what}");
+            assert_eq!(pod.metadata.annotations, meta.annotations, "{what}");
+        }
+    }
+
+    fn kind_of(value: &Value) -> WorkloadKind {
+        let api_version = value["apiVersion"].as_str().unwrap_or_default();
+        let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or_default();
+        workload_kind(group, value["kind"].as_str().unwrap_or_default()).expect("a workload kind")
+    }
+
+    #[test]
+    fn the_lean_view_equals_the_full_parse_on_every_workload_fixture() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/workloads");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let value: Value = serde_yaml_ng::from_str(&text).unwrap();
+            assert_same(kind_of(&value), &value, &path.display().to_string());
+            seen += 1;
+        }
+        assert!(seen >= 60, "{seen} fixtures");
+    }
+
+    fn rich_spec() -> Value {
+        json!({
+            "hostNetwork": true,
+            "volumes": [{"name": "cache", "emptyDir": {}}, {"name": "cfg", "configMap": {"name": "c"}}],
+            "containers": [{
+                "name": "server", "image": "vllm/vllm-openai@sha256:abc",
+                "command": ["python3", "-m", "vllm.entrypoints.openai.api_server"], "args": ["--port", "8000"],
+                "ports": [{"name": "http", "containerPort": 8000, "protocol": "TCP"}],
+                "env": [{"name": "A", "value": "x"}, {"name": "B", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+                        {"name": "C", "value": null}],
+                "envFrom": [{"configMapRef": {"name": "cm"}}],
+                "resources": {"limits": {"nvidia.com/gpu": "1"}},
+                "readinessProbe": {"httpGet": {"path": "/health", "port": 8000}},
+                "securityContext": {"runAsNonRoot": true},
+                "unknownField": {"deep": [1, 2, {"x": null}]}
+            }, {"name": "helper", "image": null, "command": null}],
+            "initContainers": [{"name": "airlock-sidecar", "image": "airlock", "restartPolicy": "Always"}],
+            "ephemeralContainers": [{"name": "debugger", "image": "busybox"}],
+            "nodeSelector": {"gpu": "true"},
+            "tolerations": [{"key": "gpu", "operator": "Exists"}]
+        })
+    }
+
+    fn rich_meta() -> Value {
+        json!({
+            "name": "llm", "generateName": "llm-", "namespace": "models",
+            "labels": {"app": "llm"}, "annotations": {"airlock.dev/status": "{}", "big": "x".repeat(10_000)},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "ReplicaSet", "name": "llm-5d8f", "uid": "u",
+                                 "controller": true}],
+            "deletionTimestamp": "2026-11-24T10:00:00Z",
+            "managedFields": [{"manager": "kubectl", "fieldsV1": {"f:spec": {}}}],
+            "resourceVersion": "42"
+        })
+    }
+
+    #[test]
+    fn the_lean_view_equals_the_full_parse_on_every_kind_with_every_field_set() {
+        let template = json!({"metadata": {"labels": {"app": "llm", "tier": "gpu"}}, "spec": rich_spec()});
+        let objects = [
+            json!({"apiVersion": "v1", "kind": "Pod", "metadata": rich_meta(), "spec": rich_spec(),
+                   "status": {"podIP": "10.0.0.1"}}),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": rich_meta(),
+                   "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "llm"}}, "template": template}}),
+            json!({"apiVersion": "apps/v1", "kind": "StatefulSet", "metadata": rich_meta(),
+                   "spec": {"serviceName": "llm", "selector": {}, "template": template}}),
+            json!({"apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": rich_meta(),
+                   "spec": {"selector": {}, "template": template}}),
+            json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": rich_meta(),
+                   "spec": {"selector": {}, "template": template}}),
+            json!({"apiVersion": "batch/v1", "kind": "Job", "metadata": rich_meta(),
+                   "spec": {"backoffLimit": 1, "template": template}}),
+            json!({"apiVersion": "batch/v1", "kind": "CronJob", "metadata": rich_meta(),
+                   "spec": {"schedule": "* * * * *", "jobTemplate": {"spec": {"template": template}}}}),
+            // Absent and null parts take their defaults, as in k8s-openapi.
+            json!({"kind": "Pod"}),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": null, "spec": null}),
+            json!({"apiVersion": "apps/v1", "kind": "Deployment", "spec": {"template": {"spec": {"containers": null}}}}),
+            json!({"apiVersion": "batch/v1", "kind": "CronJob", "spec": {"jobTemplate": {}}}),
+        ];
+        for object in objects {
+            assert_same(kind_of(&object), &object, &object.to_string());
+        }
+    }
+
+    #[test]
+    fn a_wrong_type_or_the_wrong_api_version_or_kind_is_an_error_as_in_k8s_openapi() {
+        let cases = [
+            (WorkloadKind::Pod, json!({"apiVersion": "v2", "kind": "Pod"})),
+            (WorkloadKind::Pod, json!({"apiVersion": "v1", "kind": "Service"})),
+            (
+                WorkloadKind::Deployment,
+                json!({"apiVersion": "apps/v1beta1", "kind": "Deployment"}),
+            ),
+            (
+                WorkloadKind::CronJob,
+                json!({"apiVersion": "batch/v1", "kind": "Job"}),
+            ),
+            (WorkloadKind::Pod, json!({"spec": {"containers": {"name": "x"}}})),
+            (WorkloadKind::Pod, json!({"spec": {"containers": [{"name": 5}]}})),
+            (
+                WorkloadKind::Pod,
+                json!({"spec": {"containers": [{"name": "a", "env": [{"name": ["x"]}]}]}}),
+            ),
+            (WorkloadKind::Pod, json!({"spec": {"volumes": 3}})),
+            (WorkloadKind::Pod, json!({"metadata": {"labels": {"a": 1}}})),
+            (
+                WorkloadKind::Job,
+                json!({"spec": {"template": {"spec": {"hostNetwork": "yes"}}}}),
+            ),
+            (WorkloadKind::Pod, json!(5)),
+        ];
+        for (kind, object) in cases {
+            let text = object.to_string();
+            assert!(workload(kind, Source::Json(&text)).is_err(), "{object}");
+            assert!(workload(kind, Source::Value(object.clone())).is_err(), "{object}");
+            if kind == WorkloadKind::Pod {
+                assert!(pod(&text).is_err(), "{object}");
+                assert!(
+                    serde_json::from_value::<Pod>(object.clone()).is_err(),
+                    "k8s-openapi agrees: {object}"
+                );
+            }
+        }
+    }
+}
