@@ -9,7 +9,8 @@
 //! `cargo run --release -p airlock-webhook --example bench_server -- <admission|bare> <addr> <cert> <key>`
 //!
 //! A third mode, `cost <mutate.json> <validate.json>`, times the handler alone (`review::handle`, no
-//! TLS, no HTTP) on the same reviews, on one thread, and prints p50/p99 per call.
+//! TLS, no HTTP) on the same reviews, on one thread, and prints p50/p99 per call (`COST_CALLS` calls,
+//! default 20,000).
 
 use std::sync::Arc;
 
@@ -19,6 +20,10 @@ use airlock_webhook::server::serve_filter;
 use airlock_webhook::tls::ReloadingCert;
 use airlock_webhook::{ServeOptions, serve};
 use warp::Filter;
+
+/// The allocator the webhook binary uses (see its `main.rs`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const CANNED: &str = r#"{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","response":{"uid":"bench","allowed":true}}"#;
 
@@ -54,6 +59,11 @@ fn canned() -> warp::reply::Response {
 /// Times `review::handle` on each review file: a warm-up, then 20,000 calls, one at a time.
 fn cost(files: &[(Route, &str)]) -> anyhow::Result<()> {
     let view = view()?;
+    // COST_CALLS: fewer calls, for a run under valgrind.
+    let calls: usize = std::env::var("COST_CALLS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(20_000);
     for (route, file) in files {
         let body = std::fs::read(file)?;
         let answer = handle(*route, &body, &view);
@@ -62,10 +72,10 @@ fn cost(files: &[(Route, &str)]) -> anyhow::Result<()> {
             "{file}: {}",
             String::from_utf8_lossy(&answer.body)
         );
-        for _ in 0..2_000 {
+        for _ in 0..calls / 10 {
             std::hint::black_box(handle(*route, &body, &view));
         }
-        let mut times: Vec<std::time::Duration> = (0..20_000)
+        let mut times: Vec<std::time::Duration> = (0..calls)
             .map(|_| {
                 let started = std::time::Instant::now();
                 std::hint::black_box(handle(*route, std::hint::black_box(&body), &view));

@@ -79,13 +79,32 @@ pub const APP_ENV: &[(&str, &str)] = &[
 pub struct Add {
     /// The JSON pointer, escaped (`airlock.dev~1status`).
     pub path: String,
-    /// The value, as JSON.
-    pub value: Arc<RawValue>,
+    /// The value.
+    pub value: AddValue,
+}
+
+/// The value of an [`Add`]: one JSON value, or an array of them (written out without parsing them again).
+#[derive(Debug, Clone)]
+pub enum AddValue {
+    /// A JSON value.
+    One(Arc<RawValue>),
+    /// `[a, b, ...]`.
+    Array(Vec<Arc<RawValue>>),
+}
+
+impl Serialize for AddValue {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            AddValue::One(value) => value.serialize(serializer),
+            AddValue::Array(values) => serializer.collect_seq(values.iter().map(|v| &**v)),
+        }
+    }
 }
 
 impl PartialEq for Add {
     fn eq(&self, other: &Self) -> bool {
-        self.path == other.path && self.value.get() == other.value.get()
+        let text = |v: &AddValue| serde_json::to_string(v).ok();
+        self.path == other.path && text(&self.value) == text(&other.value)
     }
 }
 
@@ -98,7 +117,7 @@ impl Serialize for Add {
         let mut map = serializer.serialize_map(Some(3))?;
         map.serialize_entry("op", "add")?;
         map.serialize_entry("path", &self.path)?;
-        map.serialize_entry("value", &*self.value)?;
+        map.serialize_entry("value", &self.value)?;
         map.end()
     }
 }
@@ -236,7 +255,14 @@ fn pointer(tokens: &[&str]) -> String {
 fn add(tokens: &[&str], value: Arc<RawValue>) -> Add {
     Add {
         path: pointer(tokens),
-        value,
+        value: AddValue::One(value),
+    }
+}
+
+fn add_array(tokens: &[&str], values: Vec<Arc<RawValue>>) -> Add {
+    Add {
+        path: pointer(tokens),
+        value: AddValue::Array(values),
     }
 }
 
@@ -556,21 +582,6 @@ fn containers_json(
     })
 }
 
-/// `[a, b, ...]` from JSON values.
-fn join_raw(values: &[Arc<RawValue>]) -> Arc<RawValue> {
-    let mut json = String::from("[");
-    for (i, value) in values.iter().enumerate() {
-        if i > 0 {
-            json.push(',');
-        }
-        json.push_str(value.get());
-    }
-    json.push(']');
-    RawValue::from_string(json)
-        .map(Arc::from)
-        .unwrap_or_else(|_| Arc::from(RawValue::NULL.to_owned()))
-}
-
 /// Whether the pod already went through injection (the sidecar anywhere, or the status annotation).
 pub fn already_injected(pod: &Pod) -> bool {
     let annotated = pod
@@ -701,7 +712,7 @@ pub fn mutate(
                 ops.push(add(&["spec", "initContainers", "0"], value));
             }
         } else {
-            ops.push(add(&["spec", "initContainers"], join_raw(&front)));
+            ops.push(add_array(&["spec", "initContainers"], front));
         }
         if transparent {
             status.init_containers.push(INIT_NAME.to_owned());
@@ -712,7 +723,7 @@ pub fn mutate(
             if has_init {
                 ops.push(add(&["spec", "initContainers", "-"], init));
             } else {
-                ops.push(add(&["spec", "initContainers"], join_raw(&[init])));
+                ops.push(add_array(&["spec", "initContainers"], vec![init]));
             }
             status.init_containers.push(INIT_NAME.to_owned());
         }
