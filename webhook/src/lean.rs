@@ -211,25 +211,19 @@ pub(crate) struct LeanWorkload {
     pub pod_spec: PodSpec,
 }
 
-fn check_type<S>(object: &Object<S>, kind: WorkloadKind) -> Result<(), serde_json::Error> {
-    use serde::de::{Error as _, Unexpected};
+fn check_type<S, E: serde::de::Error>(object: &Object<S>, kind: WorkloadKind) -> Result<(), E> {
+    use serde::de::Unexpected;
     let expected_version = api_version(kind);
     if let Some(version) = object.api_version.as_deref()
         && version != expected_version
     {
-        return Err(serde_json::Error::invalid_value(
-            Unexpected::Str(version),
-            &expected_version,
-        ));
+        return Err(E::invalid_value(Unexpected::Str(version), &expected_version));
     }
     let expected_kind = crate::workload::kind_name(kind);
     if let Some(found) = object.kind.as_deref()
         && found != expected_kind
     {
-        return Err(serde_json::Error::invalid_value(
-            Unexpected::Str(found),
-            &expected_kind,
-        ));
+        return Err(E::invalid_value(Unexpected::Str(found), &expected_kind));
     }
     Ok(())
 }
@@ -240,23 +234,37 @@ pub(crate) enum Source<'a> {
     Json(&'a str),
 }
 
-fn parse<S: serde::de::DeserializeOwned + Default>(
-    kind: WorkloadKind,
-    source: Source<'_>,
-) -> serde_json::Result<Object<S>> {
-    let object: Object<S> = match source {
-        Source::Value(value) => serde_json::from_value(value)?,
-        Source::Json(json) => serde_json::from_str(json)?,
-    };
+fn parse<'de, S, D>(kind: WorkloadKind, deserializer: D) -> Result<Object<S>, D::Error>
+where
+    S: Deserialize<'de> + Default,
+    D: serde::Deserializer<'de>,
+{
+    let object = Object::<S>::deserialize(deserializer)?;
     check_type(&object, kind)?;
     Ok(object)
 }
 
 /// Reads a workload of `kind`.
 pub(crate) fn workload(kind: WorkloadKind, source: Source<'_>) -> serde_json::Result<LeanWorkload> {
+    match source {
+        Source::Value(value) => workload_from(kind, value),
+        Source::Json(json) => {
+            let mut deserializer = serde_json::Deserializer::from_str(json);
+            let workload = workload_from(kind, &mut deserializer)?;
+            deserializer.end()?;
+            Ok(workload)
+        }
+    }
+}
+
+/// Reads a workload of `kind` from any deserializer (also in the middle of a review).
+pub(crate) fn workload_from<'de, D: serde::Deserializer<'de>>(
+    kind: WorkloadKind,
+    deserializer: D,
+) -> Result<LeanWorkload, D::Error> {
     Ok(match kind {
         WorkloadKind::Pod => {
-            let object: Object<LeanPodSpec> = parse(kind, source)?;
+            let object: Object<LeanPodSpec> = parse(kind, deserializer)?;
             let meta = object.metadata.unwrap_or_default();
             LeanWorkload {
                 pod_labels: meta.labels.clone(),
@@ -265,7 +273,7 @@ pub(crate) fn workload(kind: WorkloadKind, source: Source<'_>) -> serde_json::Re
             }
         }
         WorkloadKind::CronJob => {
-            let object: Object<CronJobSpec> = parse(kind, source)?;
+            let object: Object<CronJobSpec> = parse(kind, deserializer)?;
             let template = object
                 .spec
                 .and_then(|s| s.job_template)
@@ -274,7 +282,7 @@ pub(crate) fn workload(kind: WorkloadKind, source: Source<'_>) -> serde_json::Re
             with_template(object.metadata, template)
         }
         _ => {
-            let object: Object<WithTemplate> = parse(kind, source)?;
+            let object: Object<WithTemplate> = parse(kind, deserializer)?;
             with_template(object.metadata, object.spec.and_then(|s| s.template))
         }
     })
@@ -290,8 +298,16 @@ fn with_template(meta: Option<Meta>, template: Option<Template>) -> LeanWorkload
 }
 
 /// Reads a Pod from its JSON text, with the fields listed in the module documentation.
-pub(crate) fn pod(json: &str) -> Result<Pod, serde_json::Error> {
-    let object: Object<LeanPodSpec> = parse(WorkloadKind::Pod, Source::Json(json))?;
+pub(crate) fn pod(json: &str) -> serde_json::Result<Pod> {
+    let mut deserializer = serde_json::Deserializer::from_str(json);
+    let pod = pod_from(&mut deserializer)?;
+    deserializer.end()?;
+    Ok(pod)
+}
+
+/// Reads a Pod from any deserializer (also in the middle of a review).
+pub(crate) fn pod_from<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Pod, D::Error> {
+    let object: Object<LeanPodSpec> = parse(WorkloadKind::Pod, deserializer)?;
     let meta = object.metadata.unwrap_or_default();
     Ok(Pod {
         metadata: ObjectMeta {

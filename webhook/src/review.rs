@@ -30,6 +30,7 @@ use crate::mutate::{self, MutateOutcome, SkipReason};
 use crate::selection::{self, NEVER_SELECTED};
 use crate::validate::{self, Verdict};
 use crate::workload::{Workload, workload_kind};
+use k8s_openapi::api::core::v1::Pod;
 
 /// Which webhook a request arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -70,41 +71,315 @@ pub struct Reply {
 /// The AdmissionReview API versions the handler accepts.
 const API_VERSIONS: &[&str] = &["admission.k8s.io/v1", "admission.k8s.io/v1beta1"];
 
-/// An AdmissionReview as it arrives, read in one pass: the request's objects stay raw JSON (borrowed
-/// from the body) until a decision reads them as the type it needs. Building a generic value first and
-/// converting it (twice) cost more than the decisions themselves.
-#[derive(serde::Deserialize)]
+/// An AdmissionReview as it arrives, read in one pass. The request's object is read straight into what
+/// the decision needs (a pod to inject, a workload to validate) when the review says what it is before
+/// the object comes, as the API server always does; anything else stays raw JSON (borrowed from the
+/// body) until a decision reads it. Building a generic value first and converting it cost more than
+/// the decisions themselves.
 struct RawReview<'a> {
-    #[serde(rename = "apiVersion", default)]
     api_version: Option<String>,
-    #[serde(default)]
     kind: Option<String>,
-    #[serde(borrow, default)]
     request: Option<RawRequest<'a>>,
 }
 
 /// The fields of an `AdmissionRequest` the handler reads; those the API server always sends are
 /// required, as in `kube`'s own type.
-#[derive(serde::Deserialize)]
-#[serde(rename_all = "camelCase")]
 struct RawRequest<'a> {
     uid: String,
     kind: GroupVersionKind,
-    #[allow(dead_code, reason = "required, as the API server always sends it; not read")]
-    resource: serde::de::IgnoredAny,
-    #[serde(default)]
     sub_resource: Option<String>,
-    #[serde(default)]
     name: String,
-    #[serde(default)]
     namespace: Option<String>,
     operation: Operation,
-    #[allow(dead_code, reason = "required, as the API server always sends it; not read")]
-    user_info: serde::de::IgnoredAny,
-    #[serde(borrow, default)]
-    object: Option<&'a RawValue>,
-    #[serde(borrow, default)]
+    object: Object<'a>,
     old_object: Option<&'a RawValue>,
+}
+
+/// A request's `object`.
+enum Object<'a> {
+    /// Absent or `null`.
+    Absent,
+    /// Raw JSON, read when a decision needs it.
+    Raw(&'a RawValue),
+    /// The pod to inject, read as it arrived.
+    Pod(Box<Pod>),
+    /// The workload to validate, read as it arrived.
+    Workload(Box<Workload>),
+}
+
+impl<'a> Object<'a> {
+    /// The raw JSON, when it was kept raw.
+    fn raw(&self) -> Option<&'a str> {
+        match self {
+            Object::Raw(json) => raw(Some(json)),
+            _ => None,
+        }
+    }
+
+    /// The raw JSON value, when it was kept raw.
+    fn raw_value(&self) -> Option<&'a RawValue> {
+        match self {
+            Object::Raw(json) => Some(json),
+            _ => None,
+        }
+    }
+
+    /// The pod, however it was read; `None` when absent or unreadable.
+    fn into_pod(self) -> Option<Pod> {
+        match self {
+            Object::Pod(pod) => Some(*pod),
+            Object::Raw(json) => raw(Some(json)).and_then(|json| crate::lean::pod(json).ok()),
+            Object::Absent | Object::Workload(_) => None,
+        }
+    }
+
+    /// The workload of `kind`, however it was read; `None` when absent.
+    fn into_workload(
+        self,
+        kind: airlock_crds::v1alpha1::WorkloadKind,
+    ) -> Option<Result<Workload, crate::workload::ObjectError>> {
+        match self {
+            Object::Workload(workload) if workload.kind == kind => Some(Ok(*workload)),
+            Object::Raw(json) => raw(Some(json)).map(|json| Workload::from_json(kind, json)),
+            Object::Absent | Object::Pod(_) | Object::Workload(_) => None,
+        }
+    }
+}
+
+/// Reads a review; with `eager`, the object is read as its decision needs it (see [`RawReview`]).
+struct ReviewSeed {
+    route: Route,
+    eager: bool,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for ReviewSeed {
+    type Value = RawReview<'de>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ReviewSeed {
+    type Value = RawReview<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an AdmissionReview")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut review = RawReview {
+            api_version: None,
+            kind: None,
+            request: None,
+        };
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            match key.as_ref() {
+                "apiVersion" => review.api_version = map.next_value()?,
+                "kind" => review.kind = map.next_value()?,
+                "request" => {
+                    review.request = map.next_value_seed(OptionSeed(RequestSeed {
+                        route: self.route,
+                        eager: self.eager,
+                    }))?
+                }
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(review)
+    }
+}
+
+/// `null` or what the inner seed reads.
+struct OptionSeed<S>(S);
+
+impl<'de, S: serde::de::DeserializeSeed<'de>> serde::de::DeserializeSeed<'de> for OptionSeed<S> {
+    type Value = Option<S::Value>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_option(self)
+    }
+}
+
+impl<'de, S: serde::de::DeserializeSeed<'de>> serde::de::Visitor<'de> for OptionSeed<S> {
+    type Value = Option<S::Value>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("null or a value")
+    }
+
+    fn visit_none<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: serde::de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        self.0.deserialize(deserializer).map(Some)
+    }
+}
+
+struct RequestSeed {
+    route: Route,
+    eager: bool,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for RequestSeed {
+    type Value = RawRequest<'de>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for RequestSeed {
+    type Value = RawRequest<'de>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("an AdmissionRequest")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        use serde::de::Error as _;
+        let mut uid = None;
+        let mut kind: Option<GroupVersionKind> = None;
+        let mut resource = false;
+        let mut sub_resource = None;
+        let mut name = None;
+        let mut namespace = None;
+        let mut operation: Option<Operation> = None;
+        let mut user_info = false;
+        let mut object = None;
+        let mut old_object = None;
+        // Each field at most once, as serde's derived readers require.
+        const FIELDS: [&str; 10] = [
+            "uid",
+            "kind",
+            "resource",
+            "subResource",
+            "name",
+            "namespace",
+            "operation",
+            "userInfo",
+            "object",
+            "oldObject",
+        ];
+        let mut seen = [false; FIELDS.len()];
+        while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+            if let Some(i) = FIELDS.iter().position(|f| *f == key.as_ref()) {
+                if seen[i] {
+                    return Err(A::Error::duplicate_field(FIELDS[i]));
+                }
+                seen[i] = true;
+            }
+            match key.as_ref() {
+                "uid" => uid = Some(map.next_value::<String>()?),
+                "kind" => kind = Some(map.next_value()?),
+                "resource" => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    resource = true;
+                }
+                "subResource" => sub_resource = map.next_value()?,
+                "name" => name = Some(map.next_value::<String>()?),
+                "namespace" => namespace = map.next_value()?,
+                "operation" => operation = Some(map.next_value()?),
+                "userInfo" => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                    user_info = true;
+                }
+                "object" => {
+                    let eager = self
+                        .eager
+                        .then(|| eager_as(self.route, kind.as_ref()?, operation.as_ref()?))
+                        .flatten();
+                    object = Some(match eager {
+                        Some(as_) => map.next_value_seed(OptionSeed(as_))?.unwrap_or(Object::Absent),
+                        None => map
+                            .next_value::<Option<&'de RawValue>>()?
+                            .map_or(Object::Absent, Object::Raw),
+                    });
+                }
+                "oldObject" => old_object = map.next_value()?,
+                _ => {
+                    map.next_value::<serde::de::IgnoredAny>()?;
+                }
+            }
+        }
+        if !resource {
+            return Err(A::Error::missing_field("resource"));
+        }
+        if !user_info {
+            return Err(A::Error::missing_field("userInfo"));
+        }
+        Ok(RawRequest {
+            uid: uid.ok_or_else(|| A::Error::missing_field("uid"))?,
+            kind: kind.ok_or_else(|| A::Error::missing_field("kind"))?,
+            sub_resource,
+            name: name.unwrap_or_default(),
+            namespace,
+            operation: operation.ok_or_else(|| A::Error::missing_field("operation"))?,
+            object: object.unwrap_or(Object::Absent),
+            old_object,
+        })
+    }
+}
+
+/// How to read the object of a request of `kind` and `operation` on `route` as it arrives: only what a
+/// decision will certainly read (a pod CREATE to inject; a workload CREATE or UPDATE to validate).
+fn eager_as(route: Route, kind: &GroupVersionKind, operation: &Operation) -> Option<ObjectSeed> {
+    let workload = workload_kind(&kind.group, &kind.kind)?;
+    match (route, operation) {
+        (Route::Mutate, Operation::Create) if workload == airlock_crds::v1alpha1::WorkloadKind::Pod => {
+            Some(ObjectSeed::Pod)
+        }
+        // An UPDATE keeps its object raw: it is compared in full with the old one.
+        (Route::Validate, Operation::Create) => Some(ObjectSeed::Workload(workload)),
+        _ => None,
+    }
+}
+
+enum ObjectSeed {
+    Pod,
+    Workload(airlock_crds::v1alpha1::WorkloadKind),
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for ObjectSeed {
+    type Value = Object<'de>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        Ok(match self {
+            ObjectSeed::Pod => Object::Pod(Box::new(crate::lean::pod_from(deserializer)?)),
+            ObjectSeed::Workload(kind) => Object::Workload(Box::new(Workload::from_lean(
+                kind,
+                crate::lean::workload_from(kind, deserializer)?,
+            ))),
+        })
+    }
+}
+
+/// Reads a review: in one pass when it can; an object that cannot be read as its decision needs makes
+/// the whole read fail, so it is read again with the object kept raw, for the decision to report.
+///
+/// JSON is UTF-8: the whole body is checked first, since strings the one-pass read skips are not.
+fn read_review(route: Route, body: &[u8], one_pass: bool) -> Result<RawReview<'_>, String> {
+    let text = std::str::from_utf8(body).map_err(|e| format!("the body is not UTF-8: {e}"))?;
+    let read = |eager| {
+        use serde::de::DeserializeSeed as _;
+        let mut deserializer = serde_json::Deserializer::from_str(text);
+        let review = ReviewSeed { route, eager }.deserialize(&mut deserializer)?;
+        deserializer.end()?;
+        Ok(review)
+    };
+    let review = if one_pass {
+        read(true).or_else(|_: serde_json::Error| read(false))
+    } else {
+        read(false)
+    };
+    review.map_err(|e| e.to_string())
 }
 
 /// The `response` of an AdmissionReview, as the API server reads it. The patch is base64, as Go encodes
@@ -196,7 +471,18 @@ fn invalid(reason: impl std::fmt::Display) -> Reply {
 
 /// Answers one admission request arriving on `route` with `body`, reading the cluster through `view`.
 pub fn handle(route: Route, body: &[u8], view: &dyn ClusterView) -> Reply {
-    let review: RawReview<'_> = match serde_json::from_slice(body) {
+    handle_read(route, body, view, true)
+}
+
+/// [`handle`] with every object kept raw until its decision reads it: the reference the one-pass read
+/// is tested against (it must answer exactly the same).
+#[doc(hidden)]
+pub fn handle_two_pass(route: Route, body: &[u8], view: &dyn ClusterView) -> Reply {
+    handle_read(route, body, view, false)
+}
+
+fn handle_read(route: Route, body: &[u8], view: &dyn ClusterView, one_pass: bool) -> Reply {
+    let review = match read_review(route, body, one_pass) {
         Ok(review) => review,
         Err(e) => return invalid(e),
     };
@@ -210,8 +496,8 @@ pub fn handle(route: Route, body: &[u8], view: &dyn ClusterView) -> Reply {
     };
     let response = Response::allow(&request.uid);
     let (response, verdict) = match route {
-        Route::Mutate => on_mutate(&request, response, view),
-        Route::Validate => on_validate(&request, response, view),
+        Route::Mutate => on_mutate(request, response, view),
+        Route::Validate => on_validate(request, response, view),
     };
     reply(200, api_version, &response, verdict)
 }
@@ -222,7 +508,7 @@ fn raw(object: Option<&RawValue>) -> Option<&str> {
 }
 
 fn on_mutate(
-    request: &RawRequest<'_>,
+    request: RawRequest<'_>,
     response: Response,
     view: &dyn ClusterView,
 ) -> (Response, &'static str) {
@@ -235,7 +521,7 @@ fn on_mutate(
         return (response, "allowed");
     }
     // Mutation fails open: a pod we cannot read is left alone (validation still sees it).
-    let Some(pod) = raw(request.object).and_then(|json| crate::lean::pod(json).ok()) else {
+    let Some(pod) = request.object.into_pod() else {
         return (response, "allowed");
     };
     let empty = BTreeMap::new();
@@ -285,7 +571,7 @@ fn typed<T: serde::de::DeserializeOwned>(object: Option<&RawValue>) -> Option<Re
 }
 
 fn on_validate(
-    request: &RawRequest<'_>,
+    request: RawRequest<'_>,
     response: Response,
     view: &dyn ClusterView,
 ) -> (Response, &'static str) {
@@ -304,10 +590,11 @@ fn on_validate(
             Operation::Update => workload_kind != airlock_crds::v1alpha1::WorkloadKind::Pod,
             _ => false,
         };
-        let Some(object) = raw(request.object).filter(|_| checked) else {
+        let (old, current) = (raw(request.old_object), request.object.raw());
+        let Some(read) = request.object.into_workload(workload_kind).filter(|_| checked) else {
             return (response, "allowed");
         };
-        let workload = match Workload::from_json(workload_kind, object) {
+        let workload = match read {
             Ok(workload) => workload,
             Err(e) => {
                 return apply(
@@ -318,7 +605,7 @@ fn on_validate(
                 );
             }
         };
-        if *operation == Operation::Update && unchanged_template(request, workload_kind, &workload) {
+        if *operation == Operation::Update && unchanged_template(workload_kind, old, current, &workload) {
             return (response, "allowed");
         }
         return apply(response, validate::validate(&workload, namespace, view));
@@ -329,7 +616,7 @@ fn on_validate(
     }
     match (kind, operation) {
         ("AIRuntimeInstance", Operation::Create | Operation::Update) => {
-            match typed::<AIRuntimeInstance>(request.object) {
+            match typed::<AIRuntimeInstance>(request.object.raw_value()) {
                 Some(Ok(instance)) => {
                     let old = match typed::<AIRuntimeInstance>(request.old_object) {
                         Some(Ok(old)) => Some(old),
@@ -345,7 +632,7 @@ fn on_validate(
             }
         }
         ("DynamicAddressGroup", Operation::Create | Operation::Update) => {
-            match typed::<DynamicAddressGroup>(request.object) {
+            match typed::<DynamicAddressGroup>(request.object.raw_value()) {
                 Some(Ok(group)) => apply(response, validate::validate_group(&group)),
                 Some(Err(e)) => unreadable(response, kind, e),
                 None => (response, "allowed"),
@@ -382,11 +669,12 @@ fn unreadable(response: Response, kind: &str, error: String) -> (Response, &'sta
 /// Whether an UPDATE leaves the pods a controller makes as they were (scaling, labels on the controller,
 /// finalizers): existing workloads are not rejected for changes that do not touch what runs.
 fn unchanged_template(
-    request: &RawRequest<'_>,
     kind: airlock_crds::v1alpha1::WorkloadKind,
+    old: Option<&str>,
+    current: Option<&str>,
     new: &Workload,
 ) -> bool {
-    let (Some(old), Some(current)) = (raw(request.old_object), raw(request.object)) else {
+    let (Some(old), Some(current)) = (old, current) else {
         return false;
     };
     // The admission view first (cheap, and usually enough to tell a change); then the whole template,
@@ -501,5 +789,45 @@ impl ClusterView for StaticView {
 
     fn server_version(&self) -> (u32, u32) {
         self.version
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        std::fs::read(format!(
+            "{}/tests/data/reviews/{name}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn pod_and_workload_creates_are_read_in_one_pass_other_objects_stay_raw() {
+        let pod = fixture("pod-create-app.json");
+        let read = read_review(Route::Mutate, &pod, true).unwrap();
+        assert!(matches!(read.request.unwrap().object, Object::Pod(_)));
+
+        let deployment = fixture("deployment-create-vllm.json");
+        let read = read_review(Route::Validate, &deployment, true).unwrap();
+        assert!(matches!(read.request.unwrap().object, Object::Workload(_)));
+
+        // Not a pod on /mutate, an UPDATE, one of Airlock's own kinds: raw until a decision reads them.
+        for (route, name) in [
+            (Route::Mutate, "deployment-create-vllm.json"),
+            (Route::Validate, "pod-update.json"),
+            (Route::Validate, "group-bad-match.json"),
+        ] {
+            let body = fixture(name);
+            let read = read_review(route, &body, true).unwrap();
+            assert!(matches!(read.request.unwrap().object, Object::Raw(_)), "{name}");
+        }
+        // The two-pass reference never reads ahead.
+        let read = read_review(Route::Mutate, &pod, false).unwrap();
+        assert!(matches!(read.request.unwrap().object, Object::Raw(_)));
     }
 }

@@ -86,6 +86,10 @@ impl Workload {
             kind: kind_name(kind),
             source,
         })?;
+        Ok(Self::from_lean(kind, lean))
+    }
+
+    pub(crate) fn from_lean(kind: WorkloadKind, lean: crate::lean::LeanWorkload) -> Self {
         let meta = lean.meta;
         let deleting = meta.deleting();
         let name = match (meta.name, meta.generate_name) {
@@ -93,7 +97,7 @@ impl Workload {
             (_, Some(prefix)) => format!("{prefix}*"),
             _ => String::new(),
         };
-        Ok(Workload {
+        Workload {
             kind,
             name,
             namespace: meta.namespace,
@@ -101,7 +105,7 @@ impl Workload {
             pod_spec: lean.pod_spec,
             owners: meta.owner_references.unwrap_or_default(),
             deleting,
-        })
+        }
     }
 
     /// Reads a workload from a manifest that names its own `apiVersion` and `kind`; `Ok(None)` for a

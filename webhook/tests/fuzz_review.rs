@@ -10,7 +10,7 @@
 use std::time::Duration;
 
 use airlock_crds::{AIRuntimeInstance, AISecurityProfile};
-use airlock_webhook::review::{Reply, Route, StaticView, handle};
+use airlock_webhook::review::{Reply, Route, StaticView, handle, handle_two_pass};
 use serde_json::json;
 
 fn cluster() -> StaticView {
@@ -40,9 +40,12 @@ fn check_reply(reply: &Reply) {
     assert!(body["response"]["allowed"].is_boolean());
 }
 
+/// Both routes answer well-formed replies, and the one-pass read answers exactly as the two-pass one.
 fn both_routes(view: &StaticView, input: &[u8]) {
     for route in [Route::Mutate, Route::Validate] {
-        check_reply(&handle(route, input, view));
+        let reply = handle(route, input, view);
+        check_reply(&reply);
+        assert_eq!(reply, handle_two_pass(route, input, view), "{route:?}");
     }
 }
 

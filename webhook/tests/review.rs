@@ -275,3 +275,32 @@ fn an_update_that_leaves_the_pods_as_they_were_is_allowed_any_other_is_checked()
         assert_eq!(reply.verdict, "denied", "changed case {i}");
     }
 }
+
+#[test]
+fn a_body_that_is_not_utf8_is_not_a_review_even_where_no_decision_reads() {
+    // An invalid byte inside an environment variable's value: a field admission never reads.
+    let text = String::from_utf8(fixture("deployment-create-vllm.json")).unwrap();
+    let at = text.find("meta-llama").expect("a string in the object");
+    let mut body = text.into_bytes();
+    body.insert(at, 0x9c);
+    for route in [Route::Mutate, Route::Validate] {
+        let reply = handle(route, &body, &cluster());
+        assert_eq!((reply.status, reply.verdict), (400, "invalid"), "{route:?}");
+        let message = response(&reply)["status"]["message"].as_str().unwrap().to_owned();
+        assert!(message.contains("not UTF-8"), "{message}");
+    }
+}
+
+#[test]
+fn the_one_pass_read_answers_as_the_two_pass_read_on_every_fixture() {
+    let dir = format!("{}/tests/data/reviews", env!("CARGO_MANIFEST_DIR"));
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let body = std::fs::read(entry.unwrap().path()).unwrap();
+        for route in [Route::Mutate, Route::Validate] {
+            assert_eq!(
+                handle(route, &body, &cluster()),
+                airlock_webhook::review::handle_two_pass(route, &body, &cluster())
+            );
+        }
+    }
+}
