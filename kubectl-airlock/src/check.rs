@@ -418,6 +418,17 @@ fn injected_reason(instance: Option<&str>, mode: Option<&str>, native: bool) -> 
     )
 }
 
+/// The kinds `check` decides about as workloads.
+const WORKLOAD_KINDS: [&str; 7] = [
+    "Pod",
+    "Deployment",
+    "StatefulSet",
+    "DaemonSet",
+    "ReplicaSet",
+    "Job",
+    "CronJob",
+];
+
 /// The decision about one manifest; `default_namespace` applies to objects that name none.
 pub fn decide(manifest: &Manifest, default_namespace: &str, view: &dyn ClusterView) -> Outcome {
     let mut outcome = Outcome {
@@ -431,6 +442,21 @@ pub fn decide(manifest: &Manifest, default_namespace: &str, view: &dyn ClusterVi
         mode: None,
         reason: String::new(),
     };
+    // Airlock's own objects that the validating webhook checks beyond their schema: an instance must
+    // name profiles that exist (among the inputs), a group's match must parse.
+    if manifest.group() == airlock_crds::GROUP
+        && matches!(
+            manifest.kind.as_str(),
+            "AIRuntimeInstance" | "DynamicAddressGroup"
+        )
+        && let Validated::Denied(message) =
+            validate(manifest.group(), &manifest.kind, "", &manifest.object, view)
+    {
+        outcome.decision = Decision::Denied;
+        // One line, for the table (a parser's message points at the error on a second line).
+        outcome.reason = message.lines().map(str::trim).collect::<Vec<_>>().join(" ");
+        return outcome;
+    }
     let Some(kind) = workload_kind(manifest.group(), &manifest.kind) else {
         outcome.reason = if is_cluster_state(manifest) {
             "part of the cluster view".to_owned()
@@ -546,6 +572,7 @@ pub fn check(
             Decision::Ignored => report.summary.ignored += 1,
         }
         if outcome.decision != Decision::Ignored
+            && !outcome.namespace.is_empty()
             && !view.namespaces.contains_key(&outcome.namespace)
             && !unknown_namespaces.contains(&outcome.namespace)
         {
@@ -590,10 +617,18 @@ pub fn render_table(report: &Report) -> String {
         table.render()
     };
     let s = &report.summary;
-    let workloads = s.injected + s.admitted + s.warned + s.denied;
+    let decided = s.injected + s.admitted + s.warned + s.denied;
+    // Airlock's own objects are decided too (an instance naming a missing profile is denied).
+    let only_workloads = report
+        .results
+        .iter()
+        .all(|r| r.decision == Decision::Ignored || WORKLOAD_KINDS.contains(&r.kind.as_str()));
     out.push_str(&format!(
         "\n{}: {} injected, {} admitted, {} warned, {} denied\n",
-        plural(i64::try_from(workloads).unwrap_or(i64::MAX), "workload"),
+        plural(
+            i64::try_from(decided).unwrap_or(i64::MAX),
+            if only_workloads { "workload" } else { "object" }
+        ),
         s.injected,
         s.admitted,
         s.warned,

@@ -425,3 +425,60 @@ fn a_directory_reads_its_yaml_and_json_files_in_name_order() {
         "the directory also holds a file that must be skipped"
     );
 }
+
+#[test]
+fn airlock_objects_the_webhook_would_refuse_are_denied_the_others_are_part_of_the_view() {
+    let report = check::check(
+        &manifests("check/airlock-objects.yaml"),
+        &manifests("check/cluster.yaml"),
+        "ml",
+        (1, 33),
+        true,
+    )
+    .unwrap();
+    let typo = outcome(&report, "AIRuntimeInstance", "", "typo");
+    assert_eq!(typo.decision, Decision::Denied);
+    assert!(typo.reason.contains("balnced"), "{}", typo.reason);
+    let broken = outcome(&report, "DynamicAddressGroup", "", "broken");
+    assert_eq!(broken.decision, Decision::Denied);
+    assert!(
+        broken.reason.contains("spec.match does not parse"),
+        "{}",
+        broken.reason
+    );
+    assert_eq!(
+        outcome(&report, "AIRuntimeInstance", "", "good").decision,
+        Decision::Ignored
+    );
+    assert_eq!(
+        outcome(&report, "DynamicAddressGroup", "", "frontends").decision,
+        Decision::Ignored
+    );
+    assert_eq!(report.summary.denied, 2);
+    assert!(report.has_denials());
+    // Cluster-scoped objects live in no namespace: no note about one.
+    assert!(report.notes.is_empty(), "{:?}", report.notes);
+
+    let output = run(
+        &[
+            "check",
+            "-f",
+            fixture("check/airlock-objects.yaml").to_str().unwrap(),
+            "--cluster-state",
+            CLUSTER,
+        ],
+        "",
+    );
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert!(text.contains("balnced"), "{text}");
+    // The parser's two-line message is one table row; the summary counts objects, not workloads.
+    assert!(
+        text.contains("spec.match does not parse: app = chat and (tier in (web ^ expected"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\n2 objects: 0 injected, 0 admitted, 0 warned, 2 denied\n"),
+        "{text}"
+    );
+}
