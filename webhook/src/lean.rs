@@ -22,7 +22,8 @@ use std::collections::BTreeMap;
 
 use airlock_crds::v1alpha1::WorkloadKind;
 use k8s_openapi::api::core::v1::{
-    Container, ContainerPort, EnvFromSource, EnvVar, EphemeralContainer, Pod, PodSpec, Volume,
+    Container, ContainerPort, EnvFromSource, EnvVar, EphemeralContainer, Pod, PodSpec, PodTemplateSpec,
+    Volume,
 };
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use serde::Deserialize;
@@ -324,12 +325,51 @@ pub(crate) fn pod_from<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Res
     })
 }
 
+/// An object of `kind` as `k8s-openapi` reads it in full: its metadata, and the template of the pods it
+/// makes (for a Pod, its own labels and spec); `None` when it cannot be read. What an UPDATE is compared
+/// on, and the reference the lean view is tested against.
+pub(crate) fn full(kind: WorkloadKind, json: &str) -> Option<(ObjectMeta, Option<PodTemplateSpec>)> {
+    use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
+    use k8s_openapi::api::batch::v1::{CronJob, Job};
+    fn read<T: serde::de::DeserializeOwned>(json: &str) -> Option<T> {
+        serde_json::from_str(json).ok()
+    }
+    Some(match kind {
+        WorkloadKind::Pod => {
+            let pod: Pod = read(json)?;
+            let template = PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: pod.metadata.labels.clone(),
+                    ..ObjectMeta::default()
+                }),
+                spec: pod.spec,
+            };
+            (pod.metadata, Some(template))
+        }
+        WorkloadKind::Deployment => {
+            read::<Deployment>(json).map(|d| (d.metadata, d.spec.map(|s| s.template)))?
+        }
+        WorkloadKind::StatefulSet => {
+            read::<StatefulSet>(json).map(|d| (d.metadata, d.spec.map(|s| s.template)))?
+        }
+        WorkloadKind::DaemonSet => {
+            read::<DaemonSet>(json).map(|d| (d.metadata, d.spec.map(|s| s.template)))?
+        }
+        WorkloadKind::ReplicaSet => {
+            read::<ReplicaSet>(json).map(|d| (d.metadata, d.spec.and_then(|s| s.template)))?
+        }
+        WorkloadKind::Job => read::<Job>(json).map(|d| (d.metadata, d.spec.map(|s| s.template)))?,
+        WorkloadKind::CronJob => read::<CronJob>(json).map(|d| {
+            let template = d.spec.and_then(|s| s.job_template.spec).map(|s| s.template);
+            (d.metadata, template)
+        })?,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
-    use k8s_openapi::api::batch::v1::{CronJob, Job};
     use serde_json::{Value, json};
 
     use super::*;
@@ -374,44 +414,8 @@ mod tests {
     }
 
     /// The full `k8s-openapi` parse: metadata, pod labels and the projected pod spec.
-    fn full(kind: WorkloadKind, value: &Value) -> (ObjectMeta, Option<BTreeMap<String, String>>, PodSpec) {
-        fn read<T: serde::de::DeserializeOwned>(value: &Value) -> T {
-            serde_json::from_value(value.clone()).expect("k8s-openapi reads it")
-        }
-        let (meta, template) = match kind {
-            WorkloadKind::Pod => {
-                let pod: Pod = read(value);
-                let labels = pod.metadata.labels.clone();
-                return (pod.metadata, labels, project(pod.spec.unwrap_or_default()));
-            }
-            WorkloadKind::Deployment => {
-                let d: Deployment = read(value);
-                (d.metadata, d.spec.map(|s| s.template))
-            }
-            WorkloadKind::StatefulSet => {
-                let d: StatefulSet = read(value);
-                (d.metadata, d.spec.map(|s| s.template))
-            }
-            WorkloadKind::DaemonSet => {
-                let d: DaemonSet = read(value);
-                (d.metadata, d.spec.map(|s| s.template))
-            }
-            WorkloadKind::ReplicaSet => {
-                let d: ReplicaSet = read(value);
-                (d.metadata, d.spec.and_then(|s| s.template))
-            }
-            WorkloadKind::Job => {
-                let d: Job = read(value);
-                (d.metadata, d.spec.map(|s| s.template))
-            }
-            WorkloadKind::CronJob => {
-                let d: CronJob = read(value);
-                (
-                    d.metadata,
-                    d.spec.and_then(|s| s.job_template.spec).map(|s| s.template),
-                )
-            }
-        };
+    fn reference(kind: WorkloadKind, text: &str) -> (ObjectMeta, Option<BTreeMap<String, String>>, PodSpec) {
+        let (meta, template) = full(kind, text).expect("k8s-openapi reads it");
         let template = template.unwrap_or_default();
         (
             meta,
@@ -421,8 +425,8 @@ mod tests {
     }
 
     fn assert_same(kind: WorkloadKind, value: &Value, what: &str) {
-        let (meta, labels, spec) = full(kind, value);
         let text = serde_json::to_string(value).unwrap();
+        let (meta, labels, spec) = reference(kind, &text);
         for source in [Source::Value(value.clone()), Source::Json(&text)] {
             let lean = workload(kind, source).expect(what);
             assert_eq!(lean.pod_spec, spec, "{what}");

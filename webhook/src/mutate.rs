@@ -276,11 +276,6 @@ fn to_raw<T: Serialize + ?Sized>(value: &T) -> Arc<RawValue> {
         .unwrap_or_else(|_| Arc::from(RawValue::NULL.to_owned()))
 }
 
-/// `[value, ...]` as JSON text.
-fn to_raw_array<T: Serialize>(values: &[T]) -> Arc<RawValue> {
-    to_raw(values)
-}
-
 fn env_value(name: &str, value: &str) -> EnvVar {
     EnvVar {
         name: name.to_owned(),
@@ -506,7 +501,6 @@ struct Built {
     interception: Interception,
     inbound_ports: Vec<i32>,
     native: bool,
-    transparent: bool,
     json: ContainersJson,
 }
 
@@ -520,14 +514,19 @@ thread_local! {
     static BUILT: RefCell<Vec<Built>> = const { RefCell::new(Vec::new()) };
 }
 
+/// Whether inbound traffic is redirected by `airlock-init`.
+fn is_transparent(interception: &Interception, inbound_ports: &[i32]) -> bool {
+    interception.inbound == InboundMode::Transparent && !inbound_ports.is_empty()
+}
+
 fn build_containers(
     instance: &AIRuntimeInstance,
     image: &str,
     interception: &Interception,
     inbound_ports: &[i32],
     native: bool,
-    transparent: bool,
 ) -> ContainersJson {
+    let transparent = is_transparent(interception, inbound_ports);
     ContainersJson {
         sidecar: to_raw(&sidecar_container(
             instance,
@@ -546,13 +545,11 @@ fn containers_json(
     interception: &Interception,
     inbound_ports: &[i32],
     native: bool,
-    transparent: bool,
 ) -> ContainersJson {
     BUILT.with(|built| {
         let mut built = built.borrow_mut();
         let hit = built.iter().find(|b| {
             b.native == native
-                && b.transparent == transparent
                 && b.mode == instance.spec.mode
                 && b.inbound_ports == inbound_ports
                 && b.image == image
@@ -563,7 +560,7 @@ fn containers_json(
         if let Some(hit) = hit {
             return hit.json.clone();
         }
-        let json = build_containers(instance, image, interception, inbound_ports, native, transparent);
+        let json = build_containers(instance, image, interception, inbound_ports, native);
         if built.len() >= BUILT_CAPACITY {
             built.remove(0);
         }
@@ -575,7 +572,6 @@ fn containers_json(
             interception: interception.clone(),
             inbound_ports: inbound_ports.to_vec(),
             native,
-            transparent,
             json: json.clone(),
         });
         json
@@ -664,7 +660,7 @@ pub fn mutate(
         }
     };
     let native = native_sidecars(server_version);
-    let transparent = interception.inbound == InboundMode::Transparent && !inbound_ports.is_empty();
+    let transparent = is_transparent(&interception, &inbound_ports);
 
     let instance_name = instance.metadata.name.clone().unwrap_or_default();
     let mut status = InjectionStatus {
@@ -686,20 +682,14 @@ pub fn mutate(
     };
     match &spec.volumes {
         Some(_) => ops.push(add(&["spec", "volumes", "-"], to_raw(&volume))),
-        None => ops.push(add(&["spec", "volumes"], to_raw_array(&[volume]))),
+        None => ops.push(add(&["spec", "volumes"], to_raw(&[volume]))),
     }
     status.volumes.push(POLICY_VOLUME.to_owned());
 
     // Containers.
     let image = sidecar_image(instance, default_image);
-    let ContainersJson { sidecar, init } = containers_json(
-        instance,
-        &image,
-        &interception,
-        &inbound_ports,
-        native,
-        transparent,
-    );
+    let ContainersJson { sidecar, init } =
+        containers_json(instance, &image, &interception, &inbound_ports, native);
     let has_init = spec.init_containers.is_some();
     if native {
         // Both go in front: `airlock-init` first (the redirect is in place before anything listens), then
@@ -760,10 +750,7 @@ pub fn mutate(
                     ops.push(add(&["spec", "containers", &index, "env", "-"], to_raw(var)));
                 }
             } else {
-                ops.push(add(
-                    &["spec", "containers", &index, "env"],
-                    to_raw_array(&missing),
-                ));
+                ops.push(add(&["spec", "containers", &index, "env"], to_raw(&missing)));
             }
         }
     }
@@ -820,9 +807,8 @@ mod tests {
             .as_ref()
             .and_then(|s| s.interception.clone())
             .unwrap_or_default();
-        let transparent = interception.inbound == InboundMode::Transparent && !ports.is_empty();
-        let cached = containers_json(instance, image, &interception, ports, native, transparent);
-        let fresh = build_containers(instance, image, &interception, ports, native, transparent);
+        let cached = containers_json(instance, image, &interception, ports, native);
+        let fresh = build_containers(instance, image, &interception, ports, native);
         let text = |c: &ContainersJson| {
             format!(
                 "{} {}",

@@ -709,24 +709,7 @@ fn full_template(
     kind: airlock_crds::v1alpha1::WorkloadKind,
     json: &str,
 ) -> Option<k8s_openapi::api::core::v1::PodTemplateSpec> {
-    use airlock_crds::v1alpha1::WorkloadKind;
-    use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
-    use k8s_openapi::api::batch::v1::{CronJob, Job};
-    fn read<T: serde::de::DeserializeOwned>(json: &str) -> Option<T> {
-        serde_json::from_str(json).ok()
-    }
-    match kind {
-        WorkloadKind::Pod => None,
-        WorkloadKind::Deployment => read::<Deployment>(json)?.spec.map(|s| s.template),
-        WorkloadKind::StatefulSet => read::<StatefulSet>(json)?.spec.map(|s| s.template),
-        WorkloadKind::DaemonSet => read::<DaemonSet>(json)?.spec.map(|s| s.template),
-        WorkloadKind::ReplicaSet => read::<ReplicaSet>(json)?.spec.and_then(|s| s.template),
-        WorkloadKind::Job => read::<Job>(json)?.spec.map(|s| s.template),
-        WorkloadKind::CronJob => read::<CronJob>(json)?
-            .spec
-            .and_then(|s| s.job_template.spec)
-            .map(|s| s.template),
-    }
+    crate::lean::full(kind, json).and_then(|(_, template)| template)
 }
 
 /// A fixed [`ClusterView`], for tests and offline tools such as `kubectl airlock check` that decide
