@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use airlock_crds::DynamicAddressGroup;
 use futures::StreamExt;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
+use k8s_openapi::api::core::v1::Namespace;
 use kube::core::PartialObjectMeta;
 use kube::runtime::reflector::{self, ObjectRef};
 use kube::runtime::{WatchStreamExt, watcher};
@@ -17,7 +17,7 @@ use kube::{Api, ResourceExt};
 use tokio::sync::watch;
 
 use crate::Context;
-use crate::index::LeanPod;
+use crate::index::{LeanPod, WatchedPod};
 
 /// Which watches have completed their initial list.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -39,14 +39,15 @@ impl Synced {
 
 /// Watches pods into the index until the stream ends (never, in practice).
 pub async fn watch_pods(ctx: Arc<Context>, synced: watch::Sender<Synced>) {
-    let api: Api<Pod> = Api::all(ctx.client.clone());
+    // Pods are read lean (`WatchedPod`): a list page or event never builds the fields the index drops.
+    let api: Api<WatchedPod> = Api::all(ctx.client.clone());
     let config = watcher::Config::default().page_size(500);
     let mut stream = watcher(api, config).default_backoff().boxed();
     let mut relist: Vec<(String, LeanPod)> = Vec::new();
     while let Some(event) = stream.next().await {
         match event {
             Ok(watcher::Event::Apply(pod)) => {
-                if let Some(lean) = LeanPod::from_pod(&pod) {
+                if let Some(lean) = LeanPod::from_pod(&pod.0) {
                     let namespace = pod.namespace().unwrap_or_default();
                     ctx.index_write().apply_pod(&namespace, lean);
                 }
@@ -57,7 +58,7 @@ pub async fn watch_pods(ctx: Arc<Context>, synced: watch::Sender<Synced>) {
             }
             Ok(watcher::Event::Init) => relist.clear(),
             Ok(watcher::Event::InitApply(pod)) => {
-                if let Some(lean) = LeanPod::from_pod(&pod) {
+                if let Some(lean) = LeanPod::from_pod(&pod.0) {
                     relist.push((pod.namespace().unwrap_or_default(), lean));
                 }
             }

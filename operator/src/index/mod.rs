@@ -6,6 +6,7 @@
 //! writer takes them with [`Index::take_dirty_groups`]. The index does no I/O and is tested synchronously.
 
 pub mod pod;
+pub mod watched;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::IpAddr;
@@ -16,6 +17,7 @@ use airlock_crds::v1alpha1::{DynamicAddressGroupSpec, Member};
 use airlock_webhook::selection::selector_matches;
 
 pub use pod::{Interner, LeanPod};
+pub use watched::WatchedPod;
 
 /// The label the API server sets on every namespace.
 const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
