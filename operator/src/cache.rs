@@ -41,7 +41,10 @@ impl Synced {
 pub async fn watch_pods(ctx: Arc<Context>, synced: watch::Sender<Synced>) {
     // Pods are read lean (`WatchedPod`): a list page or event never builds the fields the index drops.
     let api: Api<WatchedPod> = Api::all(ctx.client.clone());
-    let config = watcher::Config::default().page_size(500);
+    // Pages of 100 pods: a page's JSON is held whole while it is read, and what the process's peak takes
+    // glibc keeps (at 2,000 pods, 500 per page cost 5.5 KiB of RSS per cached pod, 100 cost 4.3 KiB). A
+    // list of 10,000 pods is then 100 requests, served from the API server's watch cache.
+    let config = watcher::Config::default().page_size(100);
     let mut stream = watcher(api, config).default_backoff().boxed();
     let mut relist: Vec<(String, LeanPod)> = Vec::new();
     while let Some(event) = stream.next().await {
