@@ -71,6 +71,10 @@ pub struct LeanPod {
 
 impl LeanPod {
     /// Keeps what the operator needs of `pod`; `None` when the pod has no name.
+    ///
+    /// The pod watch reads pods as [`WatchedPod`](super::WatchedPod), which holds only the fields read
+    /// here: a field newly read here must be added there too (its tests compare both parses, field by
+    /// field, on a fixture that sets every field read here; extend the fixture and the edits as well).
     pub fn from_pod(pod: &Pod) -> Option<LeanPod> {
         let name = pod.metadata.name.as_deref()?;
         let mut labels: Vec<(Arc<str>, Arc<str>)> = pod
