@@ -17,13 +17,13 @@ use std::fmt;
 use airlock_webhook::mutate::ANNOTATION_INJECTED;
 use k8s_openapi::api::core::v1::{Container, ContainerPort, Pod, PodCondition, PodIP, PodSpec, PodStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
-use serde::{Deserialize, Serialize};
 
 /// A pod read for the operator's index (see the module documentation): `Api<WatchedPod>` lists and
-/// watches pods like `Api<Pod>`.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
-#[serde(transparent)]
+/// watches pods like `Api<Pod>`. It is deliberately not `Serialize`: written back, it would erase every
+/// field it does not hold.
+#[derive(Clone, Debug, Default, PartialEq)]
 pub struct WatchedPod(pub Pod);
 
 impl k8s_openapi::Resource for WatchedPod {
