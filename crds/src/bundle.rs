@@ -115,6 +115,14 @@ pub struct PolicyBundle {
     /// Address groups named by rules, by name, with their members' addresses.
     #[serde(default)]
     pub groups: BTreeMap<String, BundleGroup>,
+
+    /// Service accounts of the pods in the instance's namespaces, as `<namespace>/<name>` → the pods'
+    /// IP addresses (sorted, without duplicates), so that a profile with `callerKey.source:
+    /// serviceAccount` can count a remote caller by its service account. Present only when a profile
+    /// in the bundle keys callers that way; an address that more than one service account's pods hold
+    /// (a reused address during a rollout) is left out, and such callers are counted by address.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub service_accounts: BTreeMap<String, Vec<String>>,
 }
 
 impl PolicyBundle {
@@ -247,6 +255,7 @@ mod tests {
                     member_count: 1,
                 },
             )]),
+            service_accounts: BTreeMap::from([("chat/frontend".into(), vec!["10.0.0.1".into()])]),
         }
     }
 
@@ -279,6 +288,20 @@ mod tests {
         assert_eq!(value["rules"][0]["fromGroups"], json!(["chat"]));
         assert_eq!(value["rules"][0]["profile"], json!("audit"));
         assert_eq!(value["groups"]["chat"]["memberCount"], json!(1));
+        assert_eq!(value["serviceAccounts"]["chat/frontend"], json!(["10.0.0.1"]));
+    }
+
+    #[test]
+    fn a_bundle_without_service_accounts_neither_writes_nor_needs_the_field() {
+        // Bundles that need no service accounts keep the bytes (and hash) older operators wrote.
+        let mut bundle = bundle();
+        bundle.service_accounts.clear();
+        let value = serde_json::to_value(&bundle).expect("serialises");
+        assert!(value.get("serviceAccounts").is_none(), "{value}");
+        assert_eq!(
+            PolicyBundle::parse(value.to_string().as_bytes()).expect("parses"),
+            bundle
+        );
     }
 
     #[test]

@@ -44,9 +44,12 @@ pub struct Source {
     /// The pod (outbound requests only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pod: Option<String>,
-    /// Its namespace.
+    /// Its namespace (outbound), or the namespace of the calling pod's service account (inbound).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// The calling pod's service account, when the sidecar knows it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
     /// The source IP.
     #[serde(default)]
     pub ip: String,
@@ -167,12 +170,14 @@ pub fn parse_line(line: &str) -> Option<ThreatLog> {
     serde_json::from_str(line).ok()
 }
 
-/// A record for `line` read from a file: the pod is the entry's source, if it names one.
+/// A record for `line` read from a file: the pod is the entry's source, if it names one (outbound
+/// entries). An inbound entry's source namespace is the caller's, not the writing sidecar's, so it is not
+/// taken without the pod.
 pub fn record_from_file(line: &str) -> Option<Record> {
     let entry = parse_line(line)?;
     let source = entry.source.clone().unwrap_or_default();
     Some(Record {
-        namespace: source.namespace,
+        namespace: source.namespace.filter(|_| source.pod.is_some()),
         pod: source.pod,
         raw: line.trim().to_owned(),
         entry,

@@ -47,6 +47,7 @@ fn line(spec: Spec) -> String {
     let source = SourceInfo {
         pod: Some("chat-6f7d9c8b5-abcde".into()),
         namespace: Some("ml".into()),
+        service_account: Some("chat".into()),
         ip: "10.244.1.7".into(),
         address_groups: vec!["chat-frontends".into()],
     };
@@ -154,6 +155,30 @@ fn only_threat_log_lines_are_parsed() {
     assert_eq!(records[0].pod.as_deref(), Some("chat-6f7d9c8b5-abcde"));
     assert!(logs::parse_line("not json").is_none());
     assert!(logs::parse_line(r#"{"level":"INFO","message":"x"}"#).is_none());
+    let source = first.source.as_ref().unwrap();
+    assert_eq!(source.service_account.as_deref(), Some("chat"));
+}
+
+#[test]
+fn an_inbound_entry_from_a_file_names_no_pod_or_namespace() {
+    // Inbound, `source` is the caller: its service account's namespace is not the writer's.
+    let mut value: serde_json::Value = serde_json::from_str(&line(Spec {
+        time: "2026-11-24T10:00:05.000Z",
+        report_id: "00000000000000b1",
+        direction: Direction::Prompt,
+        action: Action::Block,
+        detections: vec![],
+        reason: Some("rate limit"),
+        verbosity: Verbosity::Standard,
+    }))
+    .unwrap();
+    value["source"] =
+        serde_json::json!({"namespace": "chat", "service_account": "frontend", "ip": "10.0.0.9"});
+    let record = logs::record_from_file(&value.to_string()).unwrap();
+    assert_eq!((record.namespace, record.pod), (None, None));
+    let source = record.entry.source.unwrap();
+    assert_eq!(source.namespace.as_deref(), Some("chat"));
+    assert_eq!(source.service_account.as_deref(), Some("frontend"));
 }
 
 #[test]

@@ -17,7 +17,7 @@ use airlock_crds::bundle::{
     BUNDLE_API_VERSION, BUNDLE_KEY, BundleGroup, BundleProfile, BundleRule, HASH_ANNOTATION, INSTANCE_LABEL,
     PolicyBundle, config_map_name, instance_label_value,
 };
-use airlock_crds::v1alpha1::{AIRuntimeInstance, AISecurityProfile, PolicyRule};
+use airlock_crds::v1alpha1::{AIRuntimeInstance, AISecurityProfile, CallerKeySource, PolicyRule};
 use k8s_openapi::api::core::v1::ConfigMap;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
@@ -46,6 +46,10 @@ pub struct Inputs<'a> {
     /// has no members must be present with an empty list: a missing name means the group does not
     /// exist.
     pub groups: &'a BTreeMap<String, Vec<String>>,
+    /// The addresses of the running pods in the instance's namespaces with each pod's service account
+    /// as `<namespace>/<name>`. Only read when [`keys_callers_by_service_account`] holds, so a caller
+    /// may leave it empty otherwise.
+    pub callers: &'a [(IpAddr, String)],
 }
 
 /// A bundle ready to be written.
@@ -122,7 +126,7 @@ pub enum BuildError {
     /// The bundle does not fit in a ConfigMap.
     #[error(
         "the policy bundle is {bytes} bytes, more than the {limit} a ConfigMap can hold; use fewer or \
-         smaller address groups in the rules"
+         smaller address groups in the rules (or, with callerKey.source serviceAccount, select fewer pods)"
     )]
     TooLarge {
         /// Size of the bundle's JSON.
@@ -191,6 +195,14 @@ pub fn build(inputs: Inputs<'_>) -> Result<Built, BuildError> {
         }
         rules.push(bundle_rule(rule));
     }
+    let service_accounts = if std::iter::once(&profile)
+        .chain(profiles.values())
+        .any(|p| keys_by_service_account(&p.spec))
+    {
+        service_accounts(inputs.callers)
+    } else {
+        BTreeMap::new()
+    };
 
     let bundle = PolicyBundle {
         api_version: BUNDLE_API_VERSION.to_owned(),
@@ -202,6 +214,7 @@ pub fn build(inputs: Inputs<'_>) -> Result<Built, BuildError> {
         rules,
         profiles,
         groups,
+        service_accounts,
     };
     // Struct fields serialise in declaration order and every map is a BTreeMap, so serde_json's output
     // is canonical without a separate canonicalisation step.
@@ -214,6 +227,59 @@ pub fn build(inputs: Inputs<'_>) -> Result<Built, BuildError> {
     }
     let hash = sha256_hex(json.as_bytes());
     Ok(Built { bundle, json, hash })
+}
+
+/// Whether a profile the instance uses counts callers by service account (`callerKey.source:
+/// serviceAccount`), so that its bundle needs [`Inputs::callers`]. Profiles that do not exist are
+/// skipped: [`build`] reports them.
+pub fn keys_callers_by_service_account(
+    instance: &AIRuntimeInstance,
+    profiles: &BTreeMap<String, Arc<AISecurityProfile>>,
+) -> bool {
+    let spec = &instance.spec;
+    std::iter::once(&spec.profile_ref.name)
+        .chain(
+            spec.rules
+                .iter()
+                .filter_map(|r| r.profile_ref.as_ref().map(|p| &p.name)),
+        )
+        .filter_map(|name| profiles.get(name))
+        .any(|p| keys_by_service_account(&p.spec))
+}
+
+fn keys_by_service_account(spec: &airlock_crds::v1alpha1::AISecurityProfileSpec) -> bool {
+    spec.model_protection
+        .as_ref()
+        .and_then(|m| m.caller_key.as_ref())
+        .is_some_and(|k| k.source == CallerKeySource::ServiceAccount)
+}
+
+/// `<namespace>/<name>` → addresses, sorted and deduplicated. An address that pods of two service
+/// accounts hold (a pod that is going away and its address's next owner) names neither: the sidecar then
+/// counts that caller by address, never by the wrong account.
+fn service_accounts(callers: &[(IpAddr, String)]) -> BTreeMap<String, Vec<String>> {
+    let mut owner: BTreeMap<IpAddr, Option<&str>> = BTreeMap::new();
+    for (ip, account) in callers {
+        owner
+            .entry(*ip)
+            .and_modify(|known| {
+                if *known != Some(account.as_str()) {
+                    *known = None;
+                }
+            })
+            .or_insert(Some(account.as_str()));
+    }
+    let mut accounts: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    // Addresses come out of `owner` in order, so each list is sorted and without duplicates.
+    for (ip, account) in owner {
+        if let Some(account) = account {
+            accounts
+                .entry(account.to_owned())
+                .or_default()
+                .push(ip.to_string());
+        }
+    }
+    accounts
 }
 
 fn bundle_profile(name: &str, profile: &AISecurityProfile) -> Result<BundleProfile, BuildError> {
@@ -446,7 +512,105 @@ spec:
             instance,
             profiles,
             groups,
+            callers: &[],
         })
+    }
+
+    /// Pods of two service accounts; `10.0.0.9` is held by pods of both.
+    fn callers() -> Vec<(IpAddr, String)> {
+        [
+            ("10.0.0.2", "chat/frontend"),
+            ("10.0.0.1", "chat/frontend"),
+            ("fd00::A", "chat/frontend"),
+            ("10.0.0.1", "chat/frontend"),
+            ("10.0.5.1", "batch/default"),
+            ("10.0.0.9", "chat/frontend"),
+            ("10.0.0.9", "batch/default"),
+        ]
+        .into_iter()
+        .map(|(ip, account)| (ip.parse().expect("address"), account.to_owned()))
+        .collect()
+    }
+
+    /// `profiles()` with the named one counting callers by service account.
+    fn keyed_by_service_account(name: &str) -> BTreeMap<String, Arc<AISecurityProfile>> {
+        let mut profiles = profiles();
+        let mut keyed = (*profiles[name]).clone();
+        keyed.spec.model_protection = Some(
+            serde_json::from_value(serde_json::json!({
+                "rateLimit": {"requestsPerMinute": 60},
+                "callerKey": {"source": "serviceAccount"}
+            }))
+            .expect("model protection"),
+        );
+        profiles.insert(name.to_owned(), Arc::new(keyed));
+        profiles
+    }
+
+    fn built_with_callers(profiles: &BTreeMap<String, Arc<AISecurityProfile>>) -> Built {
+        build(Inputs {
+            instance: &models(),
+            profiles,
+            groups: &groups(),
+            callers: &callers(),
+        })
+        .expect("builds")
+    }
+
+    #[test]
+    fn a_profile_keyed_by_service_account_brings_the_callers_service_accounts() {
+        // The instance's own profile, or one a rule names: either needs the map.
+        for name in ["strict", "audit"] {
+            let profiles = keyed_by_service_account(name);
+            assert!(keys_callers_by_service_account(&models(), &profiles), "{name}");
+            let bundle = built_with_callers(&profiles).bundle;
+            assert_eq!(
+                bundle.service_accounts,
+                BTreeMap::from([
+                    (
+                        "chat/frontend".to_owned(),
+                        vec!["10.0.0.1".to_owned(), "10.0.0.2".to_owned(), "fd00::a".to_owned()]
+                    ),
+                    ("batch/default".to_owned(), vec!["10.0.5.1".to_owned()]),
+                ]),
+                "{name}: sorted, deduplicated, normalised, and 10.0.0.9 (held by both) named by neither"
+            );
+        }
+    }
+
+    #[test]
+    fn without_a_profile_keyed_by_service_account_callers_change_nothing() {
+        let unused = keyed_by_service_account("unused");
+        assert!(!keys_callers_by_service_account(&models(), &unused));
+        assert!(!keys_callers_by_service_account(&models(), &profiles()));
+        let with_callers = built_with_callers(&unused);
+        assert!(with_callers.bundle.service_accounts.is_empty());
+        assert_eq!(
+            with_callers.hash,
+            built_with(&models(), &unused, &groups()).expect("builds").hash
+        );
+        assert!(
+            !with_callers.json.contains("serviceAccounts"),
+            "{}",
+            with_callers.json
+        );
+    }
+
+    #[test]
+    fn a_caller_that_changes_service_account_changes_the_hash() {
+        let profiles = keyed_by_service_account("strict");
+        let before = built_with_callers(&profiles);
+        let mut moved = callers();
+        moved[4].1 = "batch/jobs".to_owned();
+        let after = build(Inputs {
+            instance: &models(),
+            profiles: &profiles,
+            groups: &groups(),
+            callers: &moved,
+        })
+        .expect("builds");
+        assert_ne!(before.hash, after.hash);
+        assert_eq!(after.bundle.service_accounts["batch/jobs"], ["10.0.5.1"]);
     }
 
     fn built() -> Built {

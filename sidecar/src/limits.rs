@@ -31,8 +31,11 @@
 //! `header:<none>`. Values of credential-bearing headers (`authorization`, `x-api-key`, …) are never kept or
 //! logged: they key by a 64-bit fingerprint, `header:#<hex>`. Keys are at most 256 bytes; longer values keep a
 //! prefix plus a fingerprint of the whole value, so distinct long values stay distinct.
-//! `serviceAccount` needs a pod-to-service-account map the sidecar does not have yet; until it does, it
-//! falls back to the source IP (one pod, one IP: the same grouping unless a service account spans pods).
+//! `serviceAccount` keys by `sa:<namespace>/<name>`: the sidecar's own pod's account (downward API) for
+//! outbound requests, and for inbound ones the account the operator's policy bundle names for the source
+//! address (pods in the instance's namespaces). A caller the bundle does not name (another namespace, a
+//! host-network pod, a standalone sidecar) is keyed by its source IP: one pod, one key, never merged
+//! with an account's.
 //!
 //! # Memory and concurrency
 //!
@@ -166,7 +169,7 @@ pub enum CallerKeyRule {
     /// The peer's IP address.
     #[default]
     SourceIp,
-    /// The pod's service account; falls back to the source IP (see the module docs).
+    /// The source pod's service account; the source IP when unknown (see the module docs).
     ServiceAccount,
     /// A request header; `None` when the profile names none, so every request shares one key.
     Header(Option<HeaderName>),
@@ -248,9 +251,13 @@ impl LimitConfig {
         self.requests.is_some() || self.tokens.is_some()
     }
 
-    /// The caller key for a request (module docs: caller keys).
-    pub fn caller_key(&self, peer: SocketAddr, headers: &HeaderMap) -> String {
+    /// The caller key for a request (module docs: caller keys); `account` is the source pod's namespace
+    /// and service account, when known.
+    pub fn caller_key(&self, peer: SocketAddr, headers: &HeaderMap, account: Option<(&str, &str)>) -> String {
         match &self.caller_key {
+            CallerKeyRule::ServiceAccount if let Some((namespace, name)) = account => {
+                bounded_key("sa:", &format!("{namespace}/{name}"))
+            }
             CallerKeyRule::SourceIp | CallerKeyRule::ServiceAccount => peer.ip().to_canonical().to_string(),
             CallerKeyRule::Header(name) => {
                 let value = name
@@ -1439,23 +1446,45 @@ mod tests {
         let config = LimitConfig::default();
         let headers = HeaderMap::new();
         assert_eq!(
-            config.caller_key(peer(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7))), &headers),
+            config.caller_key(peer(IpAddr::V4(Ipv4Addr::new(10, 0, 0, 7))), &headers, None),
             "10.0.0.7"
         );
         let mapped = Ipv4Addr::new(10, 0, 0, 7).to_ipv6_mapped();
-        assert_eq!(config.caller_key(peer(IpAddr::V6(mapped)), &headers), "10.0.0.7");
         assert_eq!(
-            config.caller_key(peer(IpAddr::V6(Ipv6Addr::LOCALHOST)), &headers),
+            config.caller_key(peer(IpAddr::V6(mapped)), &headers, None),
+            "10.0.0.7"
+        );
+        assert_eq!(
+            config.caller_key(peer(IpAddr::V6(Ipv6Addr::LOCALHOST)), &headers, None),
             "::1"
         );
     }
 
     #[test]
-    fn service_account_keys_fall_back_to_the_source_ip() {
+    fn service_account_keys_name_the_account_and_fall_back_to_the_source_ip() {
         let config = config_for(json!({"callerKey": {"source": "serviceAccount"}}));
         assert_eq!(config.caller_key, CallerKeyRule::ServiceAccount);
+        let a = peer(IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3)));
+        let b = peer(IpAddr::V4(Ipv4Addr::new(10, 1, 2, 4)));
+        let account = Some(("chat", "frontend"));
+        // Two pods of one account share a key; the namespace is part of it.
         assert_eq!(
-            config.caller_key(peer(IpAddr::V4(Ipv4Addr::new(10, 1, 2, 3))), &HeaderMap::new()),
+            config.caller_key(a, &HeaderMap::new(), account),
+            "sa:chat/frontend"
+        );
+        assert_eq!(
+            config.caller_key(b, &HeaderMap::new(), account),
+            "sa:chat/frontend"
+        );
+        assert_ne!(
+            config.caller_key(a, &HeaderMap::new(), Some(("batch", "frontend"))),
+            "sa:chat/frontend"
+        );
+        // Unknown: the source IP.
+        assert_eq!(config.caller_key(a, &HeaderMap::new(), None), "10.1.2.3");
+        // Other rules ignore the account.
+        assert_eq!(
+            LimitConfig::default().caller_key(a, &HeaderMap::new(), account),
             "10.1.2.3"
         );
     }
@@ -1465,21 +1494,21 @@ mod tests {
         let config = config_for(json!({"callerKey": {"source": "header", "headerName": "X-User-Id"}}));
         let ip = peer(IpAddr::V4(Ipv4Addr::LOCALHOST));
         let mut headers = HeaderMap::new();
-        assert_eq!(config.caller_key(ip, &headers), MISSING_HEADER_KEY);
+        assert_eq!(config.caller_key(ip, &headers, None), MISSING_HEADER_KEY);
         headers.insert("x-user-id", HeaderValue::from_static("alice"));
-        assert_eq!(config.caller_key(ip, &headers), "header:alice");
+        assert_eq!(config.caller_key(ip, &headers, None), "header:alice");
         // Not UTF-8: shares the missing key.
         headers.insert(
             "x-user-id",
             HeaderValue::from_bytes(b"\xff\xfe").expect("opaque bytes"),
         );
-        assert_eq!(config.caller_key(ip, &headers), MISSING_HEADER_KEY);
+        assert_eq!(config.caller_key(ip, &headers, None), MISSING_HEADER_KEY);
         // UTF-8 beyond visible ASCII is still a name.
         headers.insert(
             "x-user-id",
             HeaderValue::from_bytes("jürgen".as_bytes()).expect("utf-8"),
         );
-        assert_eq!(config.caller_key(ip, &headers), "header:jürgen");
+        assert_eq!(config.caller_key(ip, &headers, None), "header:jürgen");
 
         // Long values are bounded and still distinct.
         let long_a = format!("{}a", "é".repeat(300));
@@ -1488,12 +1517,12 @@ mod tests {
             "x-user-id",
             HeaderValue::from_bytes(long_a.as_bytes()).expect("utf-8"),
         );
-        let key_a = config.caller_key(ip, &headers);
+        let key_a = config.caller_key(ip, &headers, None);
         headers.insert(
             "x-user-id",
             HeaderValue::from_bytes(long_b.as_bytes()).expect("utf-8"),
         );
-        let key_b = config.caller_key(ip, &headers);
+        let key_b = config.caller_key(ip, &headers, None);
         assert!(key_a.len() <= MAX_CALLER_KEY_BYTES && key_b.len() <= MAX_CALLER_KEY_BYTES);
         assert_ne!(key_a, key_b);
 
@@ -1506,7 +1535,7 @@ mod tests {
             ..ModelProtection::default()
         };
         let config = LimitConfig::from_spec(Some(&spec));
-        assert_eq!(config.caller_key(ip, &headers), MISSING_HEADER_KEY);
+        assert_eq!(config.caller_key(ip, &headers, None), MISSING_HEADER_KEY);
     }
 
     #[test]
@@ -1515,14 +1544,14 @@ mod tests {
         let ip = peer(IpAddr::V4(Ipv4Addr::LOCALHOST));
         let mut headers = HeaderMap::new();
         headers.insert("authorization", HeaderValue::from_static("Bearer sk-secret-1"));
-        let first = config.caller_key(ip, &headers);
+        let first = config.caller_key(ip, &headers, None);
         assert!(
             first.starts_with("header:#") && !first.contains("secret"),
             "{first}"
         );
-        assert_eq!(config.caller_key(ip, &headers), first, "stable");
+        assert_eq!(config.caller_key(ip, &headers, None), first, "stable");
         headers.insert("authorization", HeaderValue::from_static("Bearer sk-secret-2"));
-        assert_ne!(config.caller_key(ip, &headers), first);
+        assert_ne!(config.caller_key(ip, &headers, None), first);
     }
 
     // --- streams ---

@@ -42,6 +42,8 @@ pub struct PolicySet {
     profiles: HashMap<String, Arc<Policy>>,
     rules: Vec<CompiledRule>,
     groups: HashMap<String, HashSet<IpAddr>>,
+    /// Pod addresses → (namespace, service account), from the bundle's `serviceAccounts`.
+    service_accounts: HashMap<IpAddr, (Arc<str>, Arc<str>)>,
     /// `false` in `audit` mode: nothing is blocked, masked or rate-limited, only logged.
     pub enforce: bool,
     /// Name of the `AIRuntimeInstance`, empty when standalone.
@@ -58,6 +60,7 @@ impl PolicySet {
             profiles: HashMap::new(),
             rules: Vec::new(),
             groups: HashMap::new(),
+            service_accounts: HashMap::new(),
             enforce,
             instance: String::new(),
             failure_mode,
@@ -85,6 +88,17 @@ impl PolicySet {
             let ips: HashSet<IpAddr> = group.ips.iter().filter_map(|ip| ip.parse().ok()).collect();
             groups.insert(name.clone(), ips);
         }
+        let mut service_accounts = HashMap::new();
+        for (account, ips) in &bundle.service_accounts {
+            // `<namespace>/<name>`; anything else names no one the sidecar could count by.
+            let Some((namespace, name)) = account.split_once('/') else {
+                continue;
+            };
+            let owner: (Arc<str>, Arc<str>) = (namespace.into(), name.into());
+            for ip in ips.iter().filter_map(|ip| ip.parse::<IpAddr>().ok()) {
+                service_accounts.insert(ip, owner.clone());
+            }
+        }
         let mut rules = Vec::new();
         for rule in &bundle.rules {
             if let Some(profile) = &rule.profile
@@ -111,6 +125,7 @@ impl PolicySet {
             profiles,
             rules,
             groups,
+            service_accounts,
             enforce: bundle.mode == Mode::Enforce,
             instance: bundle.instance,
             failure_mode: bundle.failure_mode,
@@ -120,6 +135,13 @@ impl PolicySet {
     /// The profiles rules name, besides [`PolicySet::default`].
     pub fn profiles(&self) -> impl Iterator<Item = &Arc<Policy>> {
         self.profiles.values()
+    }
+
+    /// The namespace and service account of the pod at `ip`, when the bundle names them.
+    pub fn service_account_of(&self, ip: IpAddr) -> Option<(&str, &str)> {
+        self.service_accounts
+            .get(&ip.to_canonical())
+            .map(|(namespace, name)| (&**namespace, &**name))
     }
 
     /// Address groups `ip` belongs to, sorted.
@@ -257,6 +279,33 @@ mod tests {
         let s = set.select(ip("10.0.0.9"), "api.openai.com", None, Some("claude"));
         assert_eq!((s.rule, s.policy.name.as_str()), (None, "strict"));
         assert_eq!(set.groups_of(ip("10.0.0.5")), ["frontends"]);
+    }
+
+    #[test]
+    fn service_accounts_name_the_pods_at_their_addresses() {
+        let mut b: serde_json::Value = serde_json::from_slice(&bundle()).unwrap();
+        b["serviceAccounts"] = json!({
+            "chat/frontend": ["10.0.0.5", "fd00::5", "not-an-address"],
+            "no-namespace": ["10.0.0.6"]
+        });
+        let set = PolicySet::from_bundle(Path::new("policy.json"), b.to_string().as_bytes()).unwrap();
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(set.service_account_of(ip("10.0.0.5")), Some(("chat", "frontend")));
+        assert_eq!(set.service_account_of(ip("fd00::5")), Some(("chat", "frontend")));
+        // An IPv4 peer seen on a dual-stack socket.
+        assert_eq!(
+            set.service_account_of(ip("::ffff:10.0.0.5")),
+            Some(("chat", "frontend"))
+        );
+        assert_eq!(
+            set.service_account_of(ip("10.0.0.6")),
+            None,
+            "not <namespace>/<name>"
+        );
+        assert_eq!(set.service_account_of(ip("10.0.0.9")), None);
+        // A bundle without the field names no one.
+        let plain = PolicySet::from_bundle(Path::new("policy.json"), &bundle()).unwrap();
+        assert_eq!(plain.service_account_of(ip("10.0.0.5")), None);
     }
 
     #[test]

@@ -29,6 +29,9 @@ pub struct SourceInfo {
     pub pod: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
+    /// The source pod's service account (in `namespace`), when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_account: Option<String>,
     pub ip: String,
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub address_groups: Vec<String>,

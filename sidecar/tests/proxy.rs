@@ -56,6 +56,12 @@ struct Harness {
 }
 
 async fn start_with(set: PolicySet, tweak: impl FnOnce(&mut Settings)) -> Harness {
+    start_listener(set, tweak, Listener::Outbound).await
+}
+
+/// A harness whose proxy serves `kind`; an inbound one forwards to the stub as its model server, as in
+/// `explicit` inbound mode.
+async fn start_listener(set: PolicySet, tweak: impl FnOnce(&mut Settings), kind: Listener) -> Harness {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let (upstream, last) = stub::start("127.0.0.1:0".parse().unwrap()).await;
     let routes = Routes::new(&format!("http://{upstream}"), &[], None).unwrap();
@@ -71,11 +77,14 @@ async fn start_with(set: PolicySet, tweak: impl FnOnce(&mut Settings)) -> Harnes
     ));
     let listener = serve::bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
     let addr = listener.local_addr().unwrap();
+    let inbound = (kind == Listener::Inbound).then(|| serve::InboundTarget {
+        ports: vec![upstream.port()],
+    });
     tokio::spawn(serve::serve(
         proxy.clone(),
         listener,
-        Listener::Outbound,
-        None,
+        kind,
+        inbound,
         std::future::pending(),
         Duration::from_secs(1),
     ));
@@ -625,6 +634,77 @@ async fn rate_limits_answer_429_with_retry_after_per_caller() {
         .post_with("/v1/chat/completions", chat("hi"), &[("x-user", "bob")])
         .await;
     assert_eq!(status, 200);
+}
+
+/// A bundle whose profile allows one request a minute per service account, naming two addresses as
+/// pods of `chat/frontend`.
+fn service_account_bundle() -> PolicySet {
+    let bundle = json!({
+        "apiVersion": "airlock.dev/policy-v1", "instance": "models", "instanceGeneration": 1,
+        "mode": "enforce", "failureMode": "failClosed",
+        "profile": {"name": "limited", "generation": 1, "spec": {"modelProtection": {
+            "rateLimit": {"requestsPerMinute": 1, "burst": 1},
+            "callerKey": {"source": "serviceAccount"}}}},
+        "serviceAccounts": {"chat/frontend": ["127.0.0.2", "127.0.0.3"]}
+    });
+    PolicySet::from_bundle(std::path::Path::new("policy.json"), bundle.to_string().as_bytes()).unwrap()
+}
+
+/// Posts a chat request to `h` from the local address `from`.
+async fn post_from(h: &Harness, from: [u8; 4]) -> (u16, String) {
+    let client = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(from))
+        .build()
+        .unwrap();
+    let response = client
+        .post(format!("http://{}/v1/chat/completions", h.addr))
+        .header("content-type", "application/json")
+        .body(chat("hi").to_string())
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+#[tokio::test]
+async fn inbound_callers_of_one_service_account_share_a_budget() {
+    let h = start_listener(service_account_bundle(), |_| {}, Listener::Inbound).await;
+    // Two pods of chat/frontend: the second request is the account's second within the minute.
+    assert_eq!(post_from(&h, [127, 0, 0, 2]).await.0, 200);
+    let (status, body) = post_from(&h, [127, 0, 0, 3]).await;
+    assert_eq!(status, 429, "{body}");
+    // An address the bundle does not name is counted by itself.
+    assert_eq!(post_from(&h, [127, 0, 0, 4]).await.0, 200);
+    assert_eq!(post_from(&h, [127, 0, 0, 4]).await.0, 429);
+    let lines = h.log.lines().await;
+    let refused = lines
+        .iter()
+        .find(|l| l["source"]["ip"] == "127.0.0.3")
+        .unwrap_or_else(|| panic!("{lines:?}"));
+    assert_eq!(refused["source"]["namespace"], "chat");
+    assert_eq!(refused["source"]["service_account"], "frontend");
+    let unnamed = lines.iter().find(|l| l["source"]["ip"] == "127.0.0.4").unwrap();
+    assert!(unnamed["source"].get("service_account").is_none(), "{unnamed}");
+}
+
+#[tokio::test]
+async fn outbound_callers_are_the_sidecars_own_service_account() {
+    let h = start_listener(
+        service_account_bundle(),
+        |s| {
+            s.pod.namespace = Some("batch".into());
+            s.pod.service_account = Some("worker".into());
+        },
+        Listener::Outbound,
+    )
+    .await;
+    // The app reaches the sidecar from whichever loopback address: one pod, one account.
+    assert_eq!(post_from(&h, [127, 0, 0, 1]).await.0, 200);
+    let (status, body) = post_from(&h, [127, 0, 0, 5]).await;
+    assert_eq!(status, 429, "{body}");
+    let lines = h.log.lines().await;
+    assert_eq!(lines[0]["source"]["namespace"], "batch");
+    assert_eq!(lines[0]["source"]["service_account"], "worker");
 }
 
 #[tokio::test]

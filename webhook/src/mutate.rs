@@ -412,6 +412,7 @@ fn sidecar_container(
         env_field("POD_NAME", "metadata.name"),
         env_field("POD_NAMESPACE", "metadata.namespace"),
         env_field("POD_IP", "status.podIP"),
+        env_field("POD_SERVICE_ACCOUNT", "spec.serviceAccountName"),
     ]);
     Container {
         name: SIDECAR_NAME.to_owned(),

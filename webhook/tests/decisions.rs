@@ -437,9 +437,21 @@ fn native_sidecar_on_1_29_and_later_is_the_first_init_container() {
         "POD_NAME",
         "POD_NAMESPACE",
         "POD_IP",
+        "POD_SERVICE_ACCOUNT",
     ] {
         assert!(env.contains(&v.to_owned()), "{v}");
     }
+    // The sidecar counts its app by this account when a profile keys callers by service account.
+    let account = sidecar["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["name"] == "POD_SERVICE_ACCOUNT")
+        .unwrap();
+    assert_eq!(
+        account["valueFrom"],
+        json!({"fieldRef": {"fieldPath": "spec.serviceAccountName"}})
+    );
     assert_eq!(out["metadata"]["annotations"]["airlock.dev/injected"], "true");
     let st = status(&out);
     assert_eq!(st.init_containers, ["airlock-sidecar"]);

@@ -378,8 +378,9 @@ pub struct RateLimit {
     .field_path(".headerName"))]
 pub struct CallerKey {
     /// Where the caller's identity comes from: `sourceIP` (the connection's source address),
-    /// `serviceAccount` (the service account of the pod that owns the source address) or `header`
-    /// (the value of the request header `headerName`). Default: `sourceIP`.
+    /// `serviceAccount` (the service account of the pod that owns the source address, for pods in the
+    /// namespaces the instance selects; other callers count by source address) or `header` (the value
+    /// of the request header `headerName`). Default: `sourceIP`.
     #[serde(default)]
     pub source: CallerKeySource,
 

@@ -302,6 +302,7 @@ mod tests {
             injected: false,
             sidecar_image: None,
             owner: None,
+            service_account: None,
             containers: Box::new([]),
         }
     }

@@ -9,6 +9,7 @@
 //! other's cache; instances are also re-reconciled (at most twice a second) when the pod index changes.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::net::IpAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -30,6 +31,7 @@ use serde_json::json;
 
 use super::coverage::{self, Coverage, DriftKind};
 use super::group::FIELD_MANAGER;
+use crate::index::Index;
 use crate::{Context, Error, policy, profile};
 
 /// The finalizer that removes an instance's policy ConfigMaps.
@@ -120,6 +122,26 @@ fn index_changes(ctx: &Context) -> impl futures::Stream<Item = ()> + Send + 'sta
         receiver.borrow_and_update();
         Some(((), receiver))
     })
+}
+
+/// The addresses of the running pods in `namespaces`, each with its service account as
+/// `<namespace>/<name>`, for [`policy::Inputs::callers`]. Host-network pods are left out: their address
+/// is the node's, shared by every such pod on it.
+fn callers(index: &Index, namespaces: &[String]) -> Vec<(IpAddr, String)> {
+    let mut callers = Vec::new();
+    for namespace in namespaces {
+        for pod in index
+            .pods_in(namespace)
+            .filter(|p| !p.terminal && !p.host_network)
+        {
+            let account = format!(
+                "{namespace}/{}",
+                pod.service_account.as_deref().unwrap_or("default")
+            );
+            callers.extend(pod.ips.iter().map(|ip| (*ip, account.clone())));
+        }
+    }
+    callers
 }
 
 /// Names of the profiles an instance uses: its own and its rules'.
@@ -241,7 +263,7 @@ async fn apply_instance(instance: &AIRuntimeInstance, shared: &Shared) -> crate:
         .map(|p| (p.name_any(), p))
         .collect();
     let all_instances = shared.instances.state();
-    let (coverage, groups) = {
+    let (coverage, groups, callers) = {
         let index = ctx.index_read();
         let others: Vec<&AIRuntimeInstance> = all_instances.iter().map(|i| &**i).collect();
         let coverage = coverage::coverage(
@@ -255,12 +277,18 @@ async fn apply_instance(instance: &AIRuntimeInstance, shared: &Shared) -> crate:
             .group_names()
             .filter_map(|g| index.group(g).map(|view| (g.to_owned(), view.ips())))
             .collect();
-        (coverage, groups)
+        let callers = if policy::keys_callers_by_service_account(instance, &profiles) {
+            callers(&index, &coverage.namespaces)
+        } else {
+            Vec::new()
+        };
+        (coverage, groups, callers)
     };
     let built = policy::build(policy::Inputs {
         instance,
         profiles: &profiles,
         groups: &groups,
+        callers: &callers,
     });
     let ready = match &built {
         Ok(built) => {
@@ -569,6 +597,7 @@ async fn publish(ctx: &Context, reference: &ObjectReference, type_: EventType, r
 mod tests {
     use super::*;
     use crate::controllers::coverage::DriftedPod;
+    use crate::index::LeanPod;
     use airlock_crds::v1alpha1::UnprotectedWorkload;
 
     fn instance() -> AIRuntimeInstance {
@@ -587,6 +616,68 @@ spec:
         .unwrap();
         i.metadata.generation = Some(4);
         i
+    }
+
+    #[test]
+    fn callers_are_the_running_pods_of_the_namespaces_with_their_service_accounts() {
+        let pod = |namespace: &str, name: &str, extra: serde_json::Value| {
+            let mut pod = json!({
+                "metadata": {"name": name, "namespace": namespace},
+                "spec": {"containers": [{"name": "app", "image": "app"}]},
+                "status": {"phase": "Running", "podIPs": [{"ip": format!("10.0.0.{}", name.len())}]}
+            });
+            json_patch_merge(&mut pod, extra);
+            let pod: k8s_openapi::api::core::v1::Pod = serde_json::from_value(pod).unwrap();
+            LeanPod::from_pod(&pod).unwrap()
+        };
+        let mut index = Index::new();
+        index.apply_pod(
+            "chat",
+            pod("chat", "a", json!({"spec": {"serviceAccountName": "frontend"}})),
+        );
+        // No serviceAccountName: the API server's default.
+        index.apply_pod("chat", pod("chat", "bb", json!({})));
+        index.apply_pod(
+            "chat",
+            pod("chat", "ccc", json!({"status": {"phase": "Succeeded"}})),
+        );
+        index.apply_pod(
+            "chat",
+            pod("chat", "dddd", json!({"spec": {"hostNetwork": true}})),
+        );
+        index.apply_pod(
+            "chat",
+            pod(
+                "chat",
+                "eeeee",
+                json!({"status": {"podIPs": [{"ip": "10.0.0.5"}, {"ip": "fd00::5"}]}}),
+            ),
+        );
+        index.apply_pod("other", pod("other", "ffffff", json!({})));
+        let mut found = callers(&index, &["chat".to_owned()]);
+        found.sort();
+        let expected: Vec<(IpAddr, String)> = [
+            ("10.0.0.1", "chat/frontend"),
+            ("10.0.0.2", "chat/default"),
+            ("10.0.0.5", "chat/default"),
+            ("fd00::5", "chat/default"),
+        ]
+        .into_iter()
+        .map(|(ip, account)| (ip.parse().unwrap(), account.to_owned()))
+        .collect();
+        assert_eq!(found, expected);
+    }
+
+    /// Merges `extra` into `target`, object by object (enough for fixtures).
+    fn json_patch_merge(target: &mut serde_json::Value, extra: serde_json::Value) {
+        match (target, extra) {
+            (serde_json::Value::Object(target), serde_json::Value::Object(extra)) => {
+                for (key, value) in extra {
+                    json_patch_merge(target.entry(key).or_insert(serde_json::Value::Null), value);
+                }
+            }
+            (target, extra) => *target = extra,
+        }
     }
 
     fn ready() -> k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition {

@@ -65,6 +65,9 @@ pub struct LeanPod {
     pub sidecar_image: Option<Arc<str>>,
     /// The controller owner (`ownerReferences` entry with `controller: true`).
     pub owner: Option<Owner>,
+    /// `spec.serviceAccountName` (the API server sets `default` when a pod names none), for policy
+    /// bundles whose profiles count callers by service account.
+    pub service_account: Option<Arc<str>>,
     /// The pod's own containers (init containers included), Airlock's excluded.
     pub containers: Box<[LeanContainer]>,
 }
@@ -149,6 +152,9 @@ impl LeanPod {
             injected: annotation(ANNOTATION_INJECTED).is_some_and(|v| v == "true"),
             sidecar_image,
             owner,
+            service_account: spec
+                .and_then(|s| s.service_account_name.as_deref())
+                .map(Into::into),
             containers,
         })
     }
@@ -170,6 +176,9 @@ impl LeanPod {
         if let Some(owner) = &mut self.owner {
             owner.kind = strings.intern(&owner.kind);
             owner.name = strings.intern(&owner.name);
+        }
+        if let Some(account) = &mut self.service_account {
+            *account = strings.intern(account);
         }
         if let Some(image) = &mut self.sidecar_image {
             *image = strings.intern(image);

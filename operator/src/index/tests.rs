@@ -17,6 +17,7 @@ fn pod(name: &str, labels: &[(&str, &str)], ip: Option<&str>) -> LeanPod {
         injected: false,
         sidecar_image: None,
         owner: None,
+        service_account: None,
         containers: Box::new([]),
     }
 }

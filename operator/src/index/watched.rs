@@ -5,7 +5,7 @@
 //! a list page of 500 pods built that way took about 25 MB at its peak. [`WatchedPod`] reads the same JSON
 //! into a `Pod` that has only metadata name, namespace, resourceVersion, uid, labels, the
 //! `airlock.dev/injected` annotation and owner references; the containers' names, images, commands,
-//! arguments and ports, and `hostNetwork`; and status phase, pod IPs and condition types and statuses.
+//! arguments and ports, `hostNetwork` and `serviceAccountName`; and status phase, pod IPs and condition types and statuses.
 //! Everything else is skipped without being built. A test checks that the lean pod made from it equals
 //! the one made from the full parse, on fixtures with every field the operator reads set.
 //!
@@ -81,6 +81,7 @@ struct WireSpec {
     containers: Vec<WireContainer>,
     init_containers: Option<Vec<WireContainer>>,
     host_network: Option<bool>,
+    service_account_name: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
@@ -208,6 +209,7 @@ impl WirePod {
                     .init_containers
                     .map(|c| c.into_iter().map(WireContainer::into_container).collect()),
                 host_network: s.host_network,
+                service_account_name: s.service_account_name,
                 ..PodSpec::default()
             }),
             status: self.status.map(|s| PodStatus {
@@ -314,6 +316,7 @@ mod tests {
             ("/metadata/ownerReferences/0/name", json!("other-rs")),
             ("/metadata/ownerReferences/0/controller", json!(false)),
             ("/spec/hostNetwork", json!(false)),
+            ("/spec/serviceAccountName", json!("chat")),
             (
                 "/spec/initContainers/0/image",
                 json!("ghcr.io/airlock-dev/airlock-sidecar:0.2.0"),

@@ -73,6 +73,8 @@ pub struct PodInfo {
     pub name: Option<String>,
     pub namespace: Option<String>,
     pub ip: Option<IpAddr>,
+    /// `spec.serviceAccountName`.
+    pub service_account: Option<String>,
 }
 
 /// Settings that do not change with the policy.
@@ -423,17 +425,7 @@ impl Proxy {
             policy: policy.clone(),
             instance: active.set.instance.clone(),
             enforce,
-            // Outbound requests come from the app in this very pod; inbound ones from elsewhere.
-            source: SourceInfo {
-                pod: (listener == Listener::Outbound)
-                    .then(|| self.settings.pod.name.clone())
-                    .flatten(),
-                namespace: (listener == Listener::Outbound)
-                    .then(|| self.settings.pod.namespace.clone())
-                    .flatten(),
-                ip: source_ip.to_string(),
-                address_groups: active.set.groups_of(source_ip),
-            },
+            source: self.source_info(listener, source_ip, &active.set),
             destination: DestinationInfo {
                 host: upstream.host().to_string(),
                 model: model.clone(),
@@ -800,6 +792,31 @@ impl Proxy {
         )
     }
 
+    /// Who sent a request. Outbound requests come from the app in this very pod; inbound ones from
+    /// elsewhere, named by the bundle's service accounts when it carries them.
+    fn source_info(&self, listener: Listener, source_ip: IpAddr, set: &PolicySet) -> SourceInfo {
+        let own = &self.settings.pod;
+        let (pod, namespace, service_account) = match listener {
+            Listener::Outbound => (
+                own.name.clone(),
+                own.namespace.clone(),
+                own.service_account.clone(),
+            ),
+            Listener::Inbound => match set.service_account_of(source_ip) {
+                Some((namespace, name)) => (None, Some(namespace.to_owned()), Some(name.to_owned())),
+                None => (None, None, None),
+            },
+        };
+        SourceInfo {
+            pod,
+            // A service account without its namespace names no one.
+            service_account: service_account.filter(|_| namespace.is_some()),
+            namespace,
+            ip: source_ip.to_string(),
+            address_groups: set.groups_of(source_ip),
+        }
+    }
+
     /// Size caps, the output-token cap, rate limits and the stream slot. `Ok((body changed, permit))`.
     #[allow(clippy::too_many_arguments)]
     fn apply_limits(
@@ -815,7 +832,12 @@ impl Proxy {
         started: Instant,
     ) -> Result<(bool, Option<StreamPermit>), Refusal> {
         let config = limiter.config();
-        let caller = config.caller_key(peer, headers);
+        let account = ctx
+            .source
+            .namespace
+            .as_deref()
+            .zip(ctx.source.service_account.as_deref());
+        let caller = config.caller_key(peer, headers, account);
         let refuse = |limited: Limited, status: StatusCode| {
             self.metrics
                 .limited

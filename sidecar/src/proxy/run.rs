@@ -128,6 +128,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
         name: std::env::var("POD_NAME").ok().filter(|s| !s.is_empty()),
         namespace: std::env::var("POD_NAMESPACE").ok().filter(|s| !s.is_empty()),
         ip: std::env::var("POD_IP").ok().and_then(|s| s.parse().ok()),
+        service_account: std::env::var("POD_SERVICE_ACCOUNT")
+            .ok()
+            .filter(|s| !s.is_empty()),
     };
     let inbound = match args.inbound_mode {
         InboundMode::Disabled => None,
