@@ -306,6 +306,98 @@ async fn an_instance_reports_coverage_delivers_policy_and_cleans_up() {
 }
 
 #[tokio::test]
+async fn a_profile_counting_callers_by_service_account_brings_the_pods_accounts_to_the_sidecars() {
+    with_temp_ns(|client, ns| async move {
+        install_crds(&client).await;
+        let accounts: Api<k8s_openapi::api::core::v1::ServiceAccount> = Api::namespaced(client.clone(), &ns);
+        create(&accounts, json!({ "metadata": { "name": "frontend" } })).await;
+        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        create(
+            &pods,
+            json!({
+                "metadata": { "name": "chat" },
+                "spec": { "serviceAccountName": "frontend", "automountServiceAccountToken": false,
+                          "containers": [{ "name": "app", "image": "python:3.12-slim" }] }
+            }),
+        )
+        .await;
+        pod(&client, &ns, "batch", json!({ "app": "batch" })).await;
+        let profile = unique_name("sa-profile");
+        let instance = unique_name("sa");
+        let profiles: Api<AISecurityProfile> = Api::all(client.clone());
+        create(
+            &profiles,
+            json!({
+                "apiVersion": "airlock.dev/v1alpha1", "kind": "AISecurityProfile",
+                "metadata": { "name": profile },
+                "spec": { "modelProtection": {
+                    "rateLimit": { "requestsPerMinute": 60 },
+                    "callerKey": { "source": "serviceAccount" } } }
+            }),
+        )
+        .await;
+        let instances: Api<AIRuntimeInstance> = Api::all(client.clone());
+        create(
+            &instances,
+            json!({
+                "apiVersion": "airlock.dev/v1alpha1", "kind": "AIRuntimeInstance",
+                "metadata": { "name": instance },
+                "spec": {
+                    "selector": { "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": ns } } },
+                    "profileRef": { "name": profile },
+                    "mode": "audit"
+                }
+            }),
+        )
+        .await;
+        // Each pod's address under its account, as the API server recorded the account (`default` when
+        // the pod named none).
+        let ip_and_account = |pod: Pod| {
+            let ip = pod.status.and_then(|s| s.pod_ip)?;
+            let account = pod.spec.and_then(|s| s.service_account_name).unwrap_or_else(|| "default".into());
+            Some((ip, format!("{ns}/{account}")))
+        };
+        let expected = eventually("both pods to have addresses", WAIT, || async {
+            let chat = ip_and_account(pods.get("chat").await.ok()?)?;
+            let batch = ip_and_account(pods.get("batch").await.ok()?)?;
+            Some([chat, batch])
+        })
+        .await;
+        assert_eq!(expected[0].1, format!("{ns}/frontend"));
+        let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+        let bundle = eventually("the bundle to name both pods' accounts", WAIT, || async {
+            let cm = cms.get(&config_map_name(&instance)).await.ok()?;
+            let bundle = PolicyBundle::parse(cm.data?.get(BUNDLE_KEY)?.as_bytes()).ok()?;
+            expected
+                .iter()
+                .all(|(ip, account)| bundle.service_accounts.get(account).is_some_and(|ips| ips.contains(ip)))
+                .then_some(bundle)
+        })
+        .await;
+        assert_eq!(bundle.service_accounts.len(), 2, "{:?}", bundle.service_accounts);
+
+        // Deleting a pod takes its address out of the bundle.
+        pods.delete("chat", &DeleteParams::default().grace_period(0))
+            .await
+            .expect("delete chat");
+        eventually("the deleted pod's account to leave the bundle", WAIT, || async {
+            let cm = cms.get(&config_map_name(&instance)).await.ok()?;
+            let bundle = PolicyBundle::parse(cm.data?.get(BUNDLE_KEY)?.as_bytes()).ok()?;
+            (!bundle.service_accounts.contains_key(&expected[0].1)).then_some(())
+        })
+        .await;
+
+        instances.delete(&instance, &DeleteParams::default()).await.expect("delete instance");
+        eventually("the instance to be gone", WAIT, || async {
+            instances.get_opt(&instance).await.ok()?.is_none().then_some(())
+        })
+        .await;
+        let _ = profiles.delete(&profile, &DeleteParams::default()).await;
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_deleted_or_edited_webhook_configuration_is_restored_within_ten_seconds() {
     let client = client().await;
     let api: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
