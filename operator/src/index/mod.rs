@@ -68,12 +68,18 @@ struct Namespace {
     pods: HashMap<Arc<str>, LeanPod>,
 }
 
+/// A group's members. Keyed by a seeded fast hash rather than SipHash: a pod event updates one key in
+/// each group it joins or leaves, and hashing the key was a large part of that.
+type Members = HashMap<PodKey, MemberState, foldhash::fast::RandomState>;
+
 #[derive(Debug)]
 struct Group {
     spec: DynamicAddressGroupSpec,
     expr: Result<Expr, String>,
+    /// The label keys `expr` reads: a pod change that touches none of them keeps its membership.
+    keys: Box<[Box<str>]>,
     /// Unordered: a pod event touches a member in O(1); the status order is made when it is read.
-    members: HashMap<PodKey, MemberState>,
+    members: Members,
 }
 
 /// Pods, namespaces and address groups, with each group's current membership.
@@ -108,7 +114,28 @@ impl Index {
             namespace: ns_name.clone(),
             name: pod.name.clone(),
         };
+        // An update that changes no label a group reads (and not whether the pod runs) keeps the pod in
+        // or out of that group: only a member's addresses or readiness may need writing. Relabelling one
+        // label re-evaluates only the groups that read it.
+        let changed = old
+            .filter(|old| old.terminal == pod.terminal)
+            .map(|old| changed_keys(&old.labels, &pod.labels));
+        let same_state = old.is_some_and(|old| old.ips == pod.ips && old.ready == pod.ready);
         for (name, group) in &mut self.groups {
+            if let Some(changed) = &changed
+                && !group.keys.iter().any(|k| changed.contains(&&**k))
+            {
+                if !same_state && let Some(member) = group.members.get_mut(&key) {
+                    *member = MemberState {
+                        ips: pod.ips.clone(),
+                        ready: pod.ready,
+                    };
+                    if !self.dirty.contains(name) {
+                        self.dirty.insert(name.clone());
+                    }
+                }
+                continue;
+            }
             let state = member_state(group, &ns_name, &ns.labels, &pod);
             // A group's members are exactly the stored pods its expression matches (every change to a
             // group, a namespace's labels or a pod keeps it so), so re-evaluating the stored pod says
@@ -231,10 +258,15 @@ impl Index {
             return;
         }
         let expr = airlock_core::expr::parse(&spec.match_expr).map_err(|e| e.to_string());
+        let keys = expr
+            .as_ref()
+            .map(|e| e.keys().into_iter().map(Into::into).collect())
+            .unwrap_or_default();
         let mut group = Group {
             spec: spec.clone(),
             expr,
-            members: HashMap::new(),
+            keys,
+            members: Members::default(),
         };
         for (ns_name, ns) in &self.namespaces {
             for pod in ns.pods.values() {
@@ -378,6 +410,43 @@ impl<'a> GroupView<'a> {
 }
 
 /// Whether `pod` in namespace `ns_name` (with `ns_labels`) belongs to `group`, and as what.
+/// The keys whose values differ between two label lists sorted by key (added, removed or changed).
+fn changed_keys<'a>(old: &'a [(Arc<str>, Arc<str>)], new: &'a [(Arc<str>, Arc<str>)]) -> Vec<&'a str> {
+    let mut changed = Vec::new();
+    let (mut i, mut j) = (0, 0);
+    while i < old.len() || j < new.len() {
+        match (old.get(i), new.get(j)) {
+            (Some((ok, ov)), Some((nk, nv))) => match ok.cmp(nk) {
+                std::cmp::Ordering::Equal => {
+                    if ov != nv {
+                        changed.push(&**ok);
+                    }
+                    i += 1;
+                    j += 1;
+                }
+                std::cmp::Ordering::Less => {
+                    changed.push(&**ok);
+                    i += 1;
+                }
+                std::cmp::Ordering::Greater => {
+                    changed.push(&**nk);
+                    j += 1;
+                }
+            },
+            (Some((ok, _)), None) => {
+                changed.push(&**ok);
+                i += 1;
+            }
+            (None, Some((nk, _))) => {
+                changed.push(&**nk);
+                j += 1;
+            }
+            (None, None) => break,
+        }
+    }
+    changed
+}
+
 fn member_state(
     group: &Group,
     ns_name: &str,
@@ -399,11 +468,7 @@ fn member_state(
 }
 
 /// Sets `key`'s membership to `state`; whether anything changed.
-fn update_member(
-    members: &mut HashMap<PodKey, MemberState>,
-    key: &PodKey,
-    state: Option<MemberState>,
-) -> bool {
+fn update_member(members: &mut Members, key: &PodKey, state: Option<MemberState>) -> bool {
     match state {
         Some(state) => match members.get_mut(key) {
             Some(current) if *current == state => false,

@@ -102,6 +102,25 @@ fn a_label_change_that_does_not_affect_a_group_leaves_it_clean() {
 }
 
 #[test]
+fn a_new_address_with_a_change_no_group_reads_still_updates_the_member() {
+    let mut index = Index::new();
+    index.apply_group("g", &group("app = chat"));
+    index.apply_group("other", &group("tier = db"));
+    index.apply_pod("ns", pod("p", &[("app", "chat"), ("v", "1")], Some("10.0.0.1")));
+    index.take_dirty_groups();
+    index.apply_pod("ns", pod("p", &[("app", "chat"), ("v", "2")], Some("10.0.0.2")));
+    assert_eq!(members(&index, "g"), ["ns/p 10.0.0.2"]);
+    // `other` never held the pod, so it has nothing to write.
+    assert_eq!(index.take_dirty_groups(), ["g"]);
+    // Readiness alone.
+    let mut unready = pod("p", &[("app", "chat"), ("v", "2")], Some("10.0.0.2"));
+    unready.ready = false;
+    index.apply_pod("ns", unready);
+    assert_eq!(index.take_dirty_groups(), ["g"]);
+    assert!(!index.group("g").unwrap().status_members()[0].ready);
+}
+
+#[test]
 fn deleting_a_pod_removes_it_from_its_groups() {
     let mut index = Index::new();
     index.apply_group("g", &group("has(app)"));
@@ -296,6 +315,10 @@ fn incremental_updates_end_where_a_fresh_index_of_the_final_state_starts() {
                     }
                     if rng.below(5) == 0 {
                         labels.push(("canary", "true"));
+                    }
+                    // A label no group reads: changing it alone must not lose an address change.
+                    if rng.below(2) == 0 {
+                        labels.push(("version", ["1", "2"][rng.below(2)]));
                     }
                     let ip = format!("10.0.{}.{}", rng.below(3), rng.below(3));
                     let mut p = pod(&name, &labels, (rng.below(4) != 0).then_some(ip.as_str()));
