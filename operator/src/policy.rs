@@ -835,6 +835,28 @@ spec:
     }
 
     #[test]
+    fn too_many_callers_for_a_config_map_is_an_error_that_says_so() {
+        let callers: Vec<(IpAddr, String)> = (0..80_000u32)
+            .map(|i| {
+                (
+                    IpAddr::from(std::net::Ipv4Addr::from(0x0a00_0000 + i)),
+                    format!("ns/sa-{}", i % 7),
+                )
+            })
+            .collect();
+        let error = build(Inputs {
+            instance: &models(),
+            profiles: &keyed_by_service_account("strict"),
+            groups: &groups(),
+            callers: &callers,
+        })
+        .expect_err("fails");
+        assert!(matches!(error, BuildError::TooLarge { .. }), "{error:?}");
+        assert!(error.to_string().contains("serviceAccount"), "{error}");
+        assert_eq!(error.reason(), "PolicyTooLarge");
+    }
+
+    #[test]
     fn an_instance_without_rules_or_sidecar_takes_the_defaults() {
         let plain = instance(
             "apiVersion: airlock.dev/v1alpha1\nkind: AIRuntimeInstance\nmetadata: {name: plain}\nspec:\n  selector: {podSelector: {}}\n  profileRef: {name: strict}\n",
