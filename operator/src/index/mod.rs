@@ -409,7 +409,6 @@ impl<'a> GroupView<'a> {
     }
 }
 
-/// Whether `pod` in namespace `ns_name` (with `ns_labels`) belongs to `group`, and as what.
 /// The keys whose values differ between two label lists sorted by key (added, removed or changed).
 fn changed_keys<'a>(old: &'a [(Arc<str>, Arc<str>)], new: &'a [(Arc<str>, Arc<str>)]) -> Vec<&'a str> {
     let mut changed = Vec::new();
@@ -447,6 +446,7 @@ fn changed_keys<'a>(old: &'a [(Arc<str>, Arc<str>)], new: &'a [(Arc<str>, Arc<st
     changed
 }
 
+/// Whether `pod` in namespace `ns_name` (with `ns_labels`) belongs to `group`, and as what.
 fn member_state(
     group: &Group,
     ns_name: &str,
