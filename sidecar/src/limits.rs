@@ -246,6 +246,12 @@ impl LimitConfig {
         }
     }
 
+    /// Whether a limit reads the prompt's token count (`maxPromptTokens` or `tokensPerMinute`): without
+    /// one, the proxy does not estimate it.
+    pub fn counts_tokens(&self) -> bool {
+        self.max_prompt_tokens.is_some() || self.tokens.is_some()
+    }
+
     /// Whether [`Limiter::admit`] has anything to count.
     pub fn rate_limited(&self) -> bool {
         self.requests.is_some() || self.tokens.is_some()
@@ -1437,6 +1443,16 @@ mod tests {
             None
         );
         assert_eq!(requested_output_tokens(&json!({"messages": []})), None);
+    }
+
+    #[test]
+    fn only_token_limits_need_the_token_count() {
+        assert!(!LimitConfig::default().counts_tokens());
+        assert!(
+            !config_for(json!({"rateLimit": {"requestsPerMinute": 5}, "maxPromptBytes": 10})).counts_tokens()
+        );
+        assert!(config_for(json!({"rateLimit": {"tokensPerMinute": 5}})).counts_tokens());
+        assert!(config_for(json!({"maxPromptTokens": 5})).counts_tokens());
     }
 
     // --- caller keys ---

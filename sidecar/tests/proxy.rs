@@ -725,6 +725,32 @@ async fn output_tokens_are_capped_and_prompt_size_limited() {
 }
 
 #[tokio::test]
+async fn token_limits_count_the_prompt_tokens() {
+    // maxPromptTokens: ~200 words is far over 50 tokens; a short prompt is under.
+    let set = PolicySet::standalone(
+        spec_policy(json!({"modelProtection": {"maxPromptTokens": 50}})),
+        true,
+    );
+    let h = start_with(set, |_| {}).await;
+    assert_eq!(h.post("/v1/chat/completions", chat("hi")).await.0, 200);
+    let (status, _, body) = h.post("/v1/chat/completions", chat(&"word ".repeat(200))).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("tokens"), "{body}");
+
+    // tokensPerMinute: the first ~120-token prompt fits the minute's 150 tokens, the second does not.
+    let set = PolicySet::standalone(
+        spec_policy(json!({"modelProtection": {"rateLimit": {"tokensPerMinute": 150}}})),
+        true,
+    );
+    let h = start_with(set, |_| {}).await;
+    let prompt = "word ".repeat(120);
+    assert_eq!(h.post("/v1/chat/completions", chat(&prompt)).await.0, 200);
+    let (status, headers, body) = h.post("/v1/chat/completions", chat(&prompt)).await;
+    assert_eq!(status, 429, "{body}");
+    assert!(headers.contains_key("retry-after"));
+}
+
+#[tokio::test]
 async fn policy_reloads_on_change_and_an_invalid_update_keeps_the_last_good_one() {
     let dir = std::env::temp_dir().join(format!("airlock-reload-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();

@@ -460,7 +460,12 @@ impl Proxy {
                 &parts.headers,
                 v,
                 body.len(),
-                texts.iter().map(|t| estimate_tokens(&t.text)).sum(),
+                // Counted only when a limit reads the count: it costs about as much as a DLP pass.
+                if limiter.config().counts_tokens() {
+                    texts.iter().map(|t| estimate_tokens(&t.text)).sum()
+                } else {
+                    0
+                },
                 streaming_requested,
                 started,
             ) {
