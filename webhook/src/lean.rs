@@ -10,8 +10,7 @@
 //!   whether `deletionTimestamp` is set;
 //! - pod spec: `hostNetwork`; `containers` and `initContainers` with `name`, `image`, `command`, `args`,
 //!   `ports` and, of `env`, whether it is set and which of the names in [`APP_ENV`] it has (other names
-//!   and all values are not read; in a typical review, building every name was a third of the mutating
-//!   decision); `ephemeralContainers` by name; and as many
+//!   are not kept and values are not read); `ephemeralContainers` by name; and as many
 //!   `volumes` and `envFrom` entries as the object has (their contents are not read);
 //! - controllers: the pod template's labels and spec, at the place each kind keeps it.
 //!
