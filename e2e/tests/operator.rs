@@ -40,6 +40,51 @@ async fn pod(client: &Client, ns: &str, name: &str, labels: Value) {
     .await;
 }
 
+/// Creates the `AISecurityProfile` `name` with `spec`.
+async fn create_profile(client: &Client, name: &str, spec: Value) -> Api<AISecurityProfile> {
+    let profiles: Api<AISecurityProfile> = Api::all(client.clone());
+    create(
+        &profiles,
+        json!({
+            "apiVersion": "airlock.dev/v1alpha1", "kind": "AISecurityProfile",
+            "metadata": { "name": name },
+            "spec": spec
+        }),
+    )
+    .await;
+    profiles
+}
+
+/// Creates the audit-mode `AIRuntimeInstance` `name` selecting namespace `ns` with `profile`, plus the
+/// spec fields in `extra`.
+async fn create_audit_instance(
+    client: &Client,
+    name: &str,
+    ns: &str,
+    profile: &str,
+    extra: Value,
+) -> Api<AIRuntimeInstance> {
+    let instances: Api<AIRuntimeInstance> = Api::all(client.clone());
+    let mut spec = json!({
+        "selector": { "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": ns } } },
+        "profileRef": { "name": profile },
+        "mode": "audit"
+    });
+    if let (Some(spec), Value::Object(extra)) = (spec.as_object_mut(), extra) {
+        spec.extend(extra);
+    }
+    create(
+        &instances,
+        json!({
+            "apiVersion": "airlock.dev/v1alpha1", "kind": "AIRuntimeInstance",
+            "metadata": { "name": name },
+            "spec": spec
+        }),
+    )
+    .await;
+    instances
+}
+
 /// The group's members as `namespace/name` once every member has an IP.
 async fn members(client: &Client, group: &str) -> Option<Vec<String>> {
     let groups: Api<DynamicAddressGroup> = Api::all(client.clone());
@@ -132,16 +177,12 @@ async fn an_invalid_profile_says_why_and_a_fixed_one_becomes_ready() {
     let client = client().await;
     install_crds(&client).await;
     let name = unique_name("bad-profile");
-    let profiles: Api<AISecurityProfile> = Api::all(client.clone());
-    create(
-        &profiles,
-        json!({
-            "apiVersion": "airlock.dev/v1alpha1", "kind": "AISecurityProfile",
-            "metadata": { "name": name },
-            "spec": { "dataProtection": { "customPatterns": [
-                { "name": "employee-id", "regex": "EMP-(\\d{6}", "action": "block" }
-            ] } }
-        }),
+    let profiles = create_profile(
+        &client,
+        &name,
+        json!({ "dataProtection": { "customPatterns": [
+            { "name": "employee-id", "regex": "EMP-(\\d{6}", "action": "block" }
+        ] } }),
     )
     .await;
     let message = eventually("the profile to be marked invalid", WAIT, || async {
@@ -182,28 +223,19 @@ async fn an_instance_reports_coverage_delivers_policy_and_cleans_up() {
         pod(&client, &ns, "early", json!({ "app": "early" })).await;
         let profile = unique_name("cov-profile");
         let instance = unique_name("cov");
-        let profiles: Api<AISecurityProfile> = Api::all(client.clone());
-        create(
-            &profiles,
-            json!({
-                "apiVersion": "airlock.dev/v1alpha1", "kind": "AISecurityProfile",
-                "metadata": { "name": profile },
-                "spec": { "appProtection": { "promptInjection": { "action": "block" } } }
-            }),
+        let profiles = create_profile(
+            &client,
+            &profile,
+            json!({ "appProtection": { "promptInjection": { "action": "block" } } }),
         )
         .await;
-        let instances: Api<AIRuntimeInstance> = Api::all(client.clone());
-        create(
-            &instances,
+        let instances = create_audit_instance(
+            &client,
+            &instance,
+            &ns,
+            &profile,
             json!({
-                "apiVersion": "airlock.dev/v1alpha1", "kind": "AIRuntimeInstance",
-                "metadata": { "name": instance },
-                "spec": {
-                    "selector": { "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": ns } } },
-                    "profileRef": { "name": profile },
-                    "mode": "audit",
-                    "exemptions": [{ "namespace": ns, "kind": "Pod", "name": "llm", "reason": "e2e: admitted, then revoked" }]
-                }
+                "exemptions": [{ "namespace": ns, "kind": "Pod", "name": "llm", "reason": "e2e: admitted, then revoked" }]
             }),
         )
         .await;
@@ -324,37 +356,23 @@ async fn a_profile_counting_callers_by_service_account_brings_the_pods_accounts_
         pod(&client, &ns, "batch", json!({ "app": "batch" })).await;
         let profile = unique_name("sa-profile");
         let instance = unique_name("sa");
-        let profiles: Api<AISecurityProfile> = Api::all(client.clone());
-        create(
-            &profiles,
-            json!({
-                "apiVersion": "airlock.dev/v1alpha1", "kind": "AISecurityProfile",
-                "metadata": { "name": profile },
-                "spec": { "modelProtection": {
-                    "rateLimit": { "requestsPerMinute": 60 },
-                    "callerKey": { "source": "serviceAccount" } } }
-            }),
+        let profiles = create_profile(
+            &client,
+            &profile,
+            json!({ "modelProtection": {
+                "rateLimit": { "requestsPerMinute": 60 },
+                "callerKey": { "source": "serviceAccount" } } }),
         )
         .await;
-        let instances: Api<AIRuntimeInstance> = Api::all(client.clone());
-        create(
-            &instances,
-            json!({
-                "apiVersion": "airlock.dev/v1alpha1", "kind": "AIRuntimeInstance",
-                "metadata": { "name": instance },
-                "spec": {
-                    "selector": { "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": ns } } },
-                    "profileRef": { "name": profile },
-                    "mode": "audit"
-                }
-            }),
-        )
-        .await;
+        let instances = create_audit_instance(&client, &instance, &ns, &profile, json!({})).await;
         // Each pod's address under its account, as the API server recorded the account (`default` when
         // the pod named none).
         let ip_and_account = |pod: Pod| {
             let ip = pod.status.and_then(|s| s.pod_ip)?;
-            let account = pod.spec.and_then(|s| s.service_account_name).unwrap_or_else(|| "default".into());
+            let account = pod
+                .spec
+                .and_then(|s| s.service_account_name)
+                .unwrap_or_else(|| "default".into());
             Some((ip, format!("{ns}/{account}")))
         };
         let expected = eventually("both pods to have addresses", WAIT, || async {
@@ -365,12 +383,20 @@ async fn a_profile_counting_callers_by_service_account_brings_the_pods_accounts_
         .await;
         assert_eq!(expected[0].1, format!("{ns}/frontend"));
         let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
-        let bundle = eventually("the bundle to name both pods' accounts", WAIT, || async {
+        let delivered = || async {
             let cm = cms.get(&config_map_name(&instance)).await.ok()?;
-            let bundle = PolicyBundle::parse(cm.data?.get(BUNDLE_KEY)?.as_bytes()).ok()?;
+            PolicyBundle::parse(cm.data?.get(BUNDLE_KEY)?.as_bytes()).ok()
+        };
+        let bundle = eventually("the bundle to name both pods' accounts", WAIT, || async {
+            let bundle = delivered().await?;
             expected
                 .iter()
-                .all(|(ip, account)| bundle.service_accounts.get(account).is_some_and(|ips| ips.contains(ip)))
+                .all(|(ip, account)| {
+                    bundle
+                        .service_accounts
+                        .get(account)
+                        .is_some_and(|ips| ips.contains(ip))
+                })
                 .then_some(bundle)
         })
         .await;
@@ -381,13 +407,15 @@ async fn a_profile_counting_callers_by_service_account_brings_the_pods_accounts_
             .await
             .expect("delete chat");
         eventually("the deleted pod's account to leave the bundle", WAIT, || async {
-            let cm = cms.get(&config_map_name(&instance)).await.ok()?;
-            let bundle = PolicyBundle::parse(cm.data?.get(BUNDLE_KEY)?.as_bytes()).ok()?;
+            let bundle = delivered().await?;
             (!bundle.service_accounts.contains_key(&expected[0].1)).then_some(())
         })
         .await;
 
-        instances.delete(&instance, &DeleteParams::default()).await.expect("delete instance");
+        instances
+            .delete(&instance, &DeleteParams::default())
+            .await
+            .expect("delete instance");
         eventually("the instance to be gone", WAIT, || async {
             instances.get_opt(&instance).await.ok()?.is_none().then_some(())
         })
