@@ -13,7 +13,8 @@
 use std::collections::BTreeMap;
 
 use airlock_crds::v1alpha1::Fingerprint;
-use k8s_openapi::api::core::v1::{Container, PodSpec};
+
+use crate::workload::{ContainerView, PodSpecView};
 
 /// The pod label that declares a workload model-serving beyond the built-in fingerprints.
 pub const LABEL_MODEL_SERVER: &str = "airlock.dev/model-server";
@@ -293,12 +294,8 @@ fn builtin_image(image: &str) -> Option<&'static BuiltIn> {
 }
 
 /// The container's command and arguments as whitespace-separated tokens, quotes removed.
-fn command_tokens(container: &Container) -> Vec<String> {
-    let parts = container
-        .command
-        .iter()
-        .flatten()
-        .chain(container.args.iter().flatten());
+fn command_tokens<C: ContainerView + ?Sized>(container: &C) -> Vec<String> {
+    let parts = container.command().iter().chain(container.args());
     parts
         .flat_map(|part| part.split(|c: char| c.is_whitespace() || c == ';' || c == '&' || c == '|'))
         .map(|token| token.trim_matches(|c| c == '"' || c == '\'' || c == '(' || c == ')'))
@@ -326,10 +323,6 @@ fn tokens_contain(tokens: &[String], pattern: &str) -> bool {
             }
         })
     })
-}
-
-fn container_ports(container: &Container) -> impl Iterator<Item = i32> + '_ {
-    container.ports.iter().flatten().map(|p| p.container_port)
 }
 
 fn shorten(text: &str) -> String {
@@ -449,12 +442,12 @@ pub fn check_fingerprints(fingerprints: &[Fingerprint]) -> Vec<String> {
 /// Whether every criterion the user fingerprint sets matches; returns the evidence if so.
 fn user_fingerprint_matches(
     fp: &Fingerprint,
-    container: &Container,
+    container: &impl ContainerView,
     labels: &BTreeMap<String, String>,
 ) -> Option<String> {
     let mut evidence = Vec::new();
     if !fp.image_patterns.is_empty() {
-        let image = container.image.as_deref()?;
+        let image = container.image()?;
         let hit = fp
             .image_patterns
             .iter()
@@ -467,10 +460,9 @@ fn user_fingerprint_matches(
     }
     if !fp.command_patterns.is_empty() {
         let joined = container
-            .command
+            .command()
             .iter()
-            .flatten()
-            .chain(container.args.iter().flatten())
+            .chain(container.args())
             .map(String::as_str)
             .collect::<Vec<_>>()
             .join(" ");
@@ -485,7 +477,7 @@ fn user_fingerprint_matches(
         evidence.push(format!("command {:?}", shorten(&joined)));
     }
     if !fp.ports.is_empty() {
-        let port = container_ports(container).find(|p| fp.ports.contains(p))?;
+        let port = container.ports().find(|p| fp.ports.contains(p))?;
         evidence.push(format!("port {port}"));
     }
     if !fp.labels.is_empty() {
@@ -502,9 +494,9 @@ fn user_fingerprint_matches(
     }
 }
 
-fn builtin_match(container: &Container) -> Option<Match> {
-    let name = container.name.clone();
-    if let Some(image) = container.image.as_deref()
+fn builtin_match(container: &impl ContainerView) -> Option<Match> {
+    let name = container.name().to_owned();
+    if let Some(image) = container.image()
         && let Some(fp) = builtin_image(image)
     {
         return Some(Match {
@@ -528,7 +520,7 @@ fn builtin_match(container: &Container) -> Option<Match> {
         }
     }
     // llama.cpp's official image runs the server by tag alone: `ghcr.io/ggml-org/llama.cpp:server`.
-    if let Some(image) = container.image.as_deref()
+    if let Some(image) = container.image()
         && image_repository(image).ends_with("llama.cpp")
         && image_tag(image).is_some_and(|t| t.starts_with("server"))
     {
@@ -543,7 +535,7 @@ fn builtin_match(container: &Container) -> Option<Match> {
     None
 }
 
-fn weak_port_match(container: &Container) -> Option<Match> {
+fn weak_port_match(container: &impl ContainerView) -> Option<Match> {
     // Only ports that few ordinary apps use; 8000/8080 would match half the cluster.
     const DISTINCTIVE: &[(i32, &str)] = &[
         (11434, "ollama"),
@@ -553,9 +545,9 @@ fn weak_port_match(container: &Container) -> Option<Match> {
         (8001, "triton"),
         (8002, "triton"),
     ];
-    container_ports(container).find_map(|port| {
+    container.ports().find_map(|port| {
         DISTINCTIVE.iter().find(|(p, _)| *p == port).map(|(p, fp)| Match {
-            container: container.name.clone(),
+            container: container.name().to_owned(),
             fingerprint: (*fp).to_owned(),
             evidence: format!("port {p}"),
             strong: false,
@@ -604,20 +596,20 @@ fn label_match(labels: &BTreeMap<String, String>, first_container: &str) -> Opti
 ///
 /// Order: the user's `extra` fingerprints, then the built-in images and commands on each container
 /// (init containers included, ephemeral ones not), then pod labels, then well-known ports (weak).
-pub fn detect(labels: &BTreeMap<String, String>, spec: &PodSpec, extra: &[Fingerprint]) -> Option<Match> {
-    let containers: Vec<&Container> = spec
-        .containers
-        .iter()
-        .chain(spec.init_containers.iter().flatten())
-        .collect();
+pub fn detect<S: PodSpecView + ?Sized>(
+    labels: &BTreeMap<String, String>,
+    spec: &S,
+    extra: &[Fingerprint],
+) -> Option<Match> {
+    let containers: Vec<&S::Container> = spec.containers().iter().chain(spec.init_containers()).collect();
     for container in &containers {
-        if is_airlock_container(&container.name) {
+        if is_airlock_container(container.name()) {
             continue;
         }
         for fp in extra {
-            if let Some(evidence) = user_fingerprint_matches(fp, container, labels) {
+            if let Some(evidence) = user_fingerprint_matches(fp, *container, labels) {
                 return Some(Match {
-                    container: container.name.clone(),
+                    container: container.name().to_owned(),
                     fingerprint: fp.name.clone(),
                     evidence,
                     strong: true,
@@ -627,25 +619,21 @@ pub fn detect(labels: &BTreeMap<String, String>, spec: &PodSpec, extra: &[Finger
         }
     }
     for container in &containers {
-        if is_airlock_container(&container.name) {
+        if is_airlock_container(container.name()) {
             continue;
         }
-        if let Some(found) = builtin_match(container) {
+        if let Some(found) = builtin_match(*container) {
             return Some(found);
         }
     }
-    let first = spec
-        .containers
-        .first()
-        .map(|c| c.name.as_str())
-        .unwrap_or_default();
+    let first = spec.containers().first().map(|c| c.name()).unwrap_or_default();
     if let Some(found) = label_match(labels, first) {
         return Some(found);
     }
     containers
         .iter()
-        .filter(|c| !is_airlock_container(&c.name))
-        .find_map(|c| weak_port_match(c))
+        .filter(|c| !is_airlock_container(c.name()))
+        .find_map(|c| weak_port_match(*c))
 }
 
 /// Whether a container is one Airlock adds.

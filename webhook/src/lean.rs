@@ -3,8 +3,10 @@
 //!
 //! A typical pod review carries dozens of environment variables, resources, probes and `managedFields`;
 //! parsing all of it into `k8s-openapi` types cost more than every decision together (one allocation per
-//! string). Here serde skips what no decision reads, and the result comes back as the usual
-//! `k8s-openapi` types with only these fields filled in:
+//! string). Here serde skips what no decision reads. A pod to inject comes back as the usual
+//! `k8s-openapi` `Pod` with only these fields filled in; a workload to validate keeps its pod spec as a
+//! [`PodSummary`] (names, images, commands, arguments and ports of its containers, `hostNetwork`,
+//! ephemeral containers' names). What is read:
 //!
 //! - metadata: `name`, `generateName`, `namespace`, `labels`, `annotations`, `ownerReferences`, and
 //!   whether `deletionTimestamp` is set;
@@ -31,6 +33,7 @@ use serde::Deserialize;
 use serde::de::IgnoredAny;
 
 use crate::mutate::APP_ENV;
+use crate::workload::{ContainerSummary, PodSummary};
 
 /// An object's metadata, as far as admission reads it.
 #[derive(Deserialize, Default)]
@@ -86,6 +89,32 @@ impl<'de> Deserialize<'de> for AppEnvName {
     }
 }
 
+/// A container's `env` list, kept as the positions in [`APP_ENV`] of the names it has, in order. The
+/// entries are read one by one and dropped: no list of the dozens of entries a pod commonly has is built.
+struct AppEnvNames(Vec<usize>);
+
+impl<'de> Deserialize<'de> for AppEnvNames {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Names;
+        impl<'de> serde::de::Visitor<'de> for Names {
+            type Value = AppEnvNames;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of environment variables")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<AppEnvNames, A::Error> {
+                let mut names = Vec::new();
+                while let Some(entry) = seq.next_element::<EnvName>()? {
+                    if let Some(AppEnvName(Some(i))) = entry.name {
+                        names.push(i);
+                    }
+                }
+                Ok(AppEnvNames(names))
+            }
+        }
+        deserializer.deserialize_seq(Names)
+    }
+}
+
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
 struct LeanContainer {
@@ -100,7 +129,7 @@ struct LeanContainer {
     #[serde(default)]
     ports: Option<Vec<ContainerPort>>,
     #[serde(default)]
-    env: Option<Vec<EnvName>>,
+    env: Option<AppEnvNames>,
     #[serde(default)]
     env_from: Option<Vec<IgnoredAny>>,
 }
@@ -114,8 +143,8 @@ impl From<LeanContainer> for Container {
             args: c.args,
             ports: c.ports,
             env: c.env.map(|env| {
-                env.into_iter()
-                    .filter_map(|e| e.name?.0)
+                env.0
+                    .into_iter()
                     .map(|i| EnvVar {
                         name: APP_ENV[i].0.to_owned(),
                         ..EnvVar::default()
@@ -124,6 +153,18 @@ impl From<LeanContainer> for Container {
             }),
             env_from: c.env_from.map(|e| vec![EnvFromSource::default(); e.len()]),
             ..Container::default()
+        }
+    }
+}
+
+impl From<LeanContainer> for ContainerSummary {
+    fn from(c: LeanContainer) -> Self {
+        ContainerSummary {
+            name: c.name.unwrap_or_default(),
+            image: c.image,
+            command: c.command.unwrap_or_default(),
+            args: c.args.unwrap_or_default(),
+            ports: c.ports.into_iter().flatten().map(|p| p.container_port).collect(),
         }
     }
 }
@@ -166,6 +207,23 @@ impl From<LeanPodSpec> for PodSpec {
             host_network: s.host_network,
             volumes: s.volumes.map(|v| vec![Volume::default(); v.len()]),
             ..PodSpec::default()
+        }
+    }
+}
+
+impl From<LeanPodSpec> for PodSummary {
+    fn from(s: LeanPodSpec) -> Self {
+        let containers = |list: Vec<LeanContainer>| list.into_iter().map(ContainerSummary::from).collect();
+        PodSummary {
+            containers: s.containers.map(containers).unwrap_or_default(),
+            init_containers: s.init_containers.map(containers).unwrap_or_default(),
+            ephemeral_containers: s
+                .ephemeral_containers
+                .into_iter()
+                .flatten()
+                .map(|c| c.name.unwrap_or_default())
+                .collect(),
+            host_network: s.host_network,
         }
     }
 }
@@ -234,7 +292,7 @@ fn api_version(kind: WorkloadKind) -> &'static str {
 pub(crate) struct LeanWorkload {
     pub meta: Meta,
     pub pod_labels: Option<BTreeMap<String, String>>,
-    pub pod_spec: PodSpec,
+    pub pod_spec: PodSummary,
 }
 
 fn check_type<S, E: serde::de::Error>(object: &Object<S>, kind: WorkloadKind) -> Result<(), E> {
@@ -295,7 +353,7 @@ pub(crate) fn workload_from<'de, D: serde::Deserializer<'de>>(
             LeanWorkload {
                 pod_labels: meta.labels.clone(),
                 meta,
-                pod_spec: object.spec.map(PodSpec::from).unwrap_or_default(),
+                pod_spec: object.spec.map(PodSummary::from).unwrap_or_default(),
             }
         }
         WorkloadKind::CronJob => {
@@ -319,7 +377,7 @@ fn with_template(meta: Option<Meta>, template: Option<Template>) -> LeanWorkload
     LeanWorkload {
         meta: meta.unwrap_or_default(),
         pod_labels: template.metadata.and_then(|m| m.labels),
-        pod_spec: template.spec.map(PodSpec::from).unwrap_or_default(),
+        pod_spec: template.spec.map(PodSummary::from).unwrap_or_default(),
     }
 }
 
@@ -455,7 +513,7 @@ mod tests {
         let (meta, labels, spec) = reference(kind, &text);
         for source in [Source::Value(value.clone()), Source::Json(&text)] {
             let lean = workload(kind, source).expect(what);
-            assert_eq!(lean.pod_spec, spec, "{what}");
+            assert_eq!(lean.pod_spec, PodSummary::from(&spec), "{what}");
             assert_eq!(lean.pod_labels, labels, "{what}");
             assert_eq!(lean.meta.name, meta.name, "{what}");
             assert_eq!(lean.meta.generate_name, meta.generate_name, "{what}");

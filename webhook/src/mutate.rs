@@ -238,9 +238,13 @@ pub fn sidecar_image(instance: &AIRuntimeInstance, default: &str) -> String {
 
 /// The JSON pointer (RFC 6901) of `tokens`: each escaped (`~` → `~0`, `/` → `~1`) after a `/`.
 fn pointer(tokens: &[&str]) -> String {
-    let mut path = String::new();
+    let mut path = String::with_capacity(tokens.iter().map(|t| t.len() + 1).sum::<usize>() + 2);
     for token in tokens {
         path.push('/');
+        if !token.contains(['~', '/']) {
+            path.push_str(token);
+            continue;
+        }
         for c in token.chars() {
             match c {
                 '~' => path.push_str("~0"),
@@ -268,10 +272,9 @@ fn add_array(tokens: &[&str], values: Vec<Arc<RawValue>>) -> Add {
 
 /// `value` as JSON text.
 fn to_raw<T: Serialize + ?Sized>(value: &T) -> Arc<RawValue> {
-    // Serialising k8s-openapi types and strings cannot fail; an empty object keeps the patch well-formed
-    // regardless.
-    let json = serde_json::to_string(value).unwrap_or_else(|_| "{}".to_owned());
-    RawValue::from_string(json)
+    // Serialising k8s-openapi types and strings cannot fail; `null` keeps the patch well-formed regardless.
+    // `to_raw_value` keeps the text it wrote (`RawValue::from_string` would parse it again to check it).
+    serde_json::value::to_raw_value(value)
         .map(Arc::from)
         .unwrap_or_else(|_| Arc::from(RawValue::NULL.to_owned()))
 }

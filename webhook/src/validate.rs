@@ -86,7 +86,8 @@ pub fn validate(workload: &Workload, namespace: &str, view: &dyn ClusterView) ->
     if !found.strong {
         return Verdict::Allow;
     }
-    let who = workload.display(namespace);
+    // `Kind namespace/name`, written only into a message.
+    let who = || workload.display(namespace);
 
     let candidates = workload.exemption_candidates();
     let exempt = instances.iter().any(|instance| {
@@ -100,9 +101,10 @@ pub fn validate(workload: &Workload, namespace: &str, view: &dyn ClusterView) ->
 
     if workload.pod_labels.get(LABEL_INJECT).map(String::as_str) == Some("false") {
         return deny(format!(
-            "{who} runs a model server but opts out of Airlock with the label {LABEL_INJECT}: \"false\": {}. \
+            "{} runs a model server but opts out of Airlock with the label {LABEL_INJECT}: \"false\": {}. \
              Model servers cannot opt out. Fix it by removing the label or by adding an exemption with a \
              reason to an AIRuntimeInstance (spec.exemptions).",
+            who(),
             matched(&found)
         ));
     }
@@ -116,8 +118,9 @@ pub fn validate(workload: &Workload, namespace: &str, view: &dyn ClusterView) ->
     );
     match chosen {
         Some(instance) if instance.spec.mode == Mode::Audit => Verdict::AllowWithWarnings(vec![format!(
-            "{who} runs a model server ({}) that AIRuntimeInstance {:?} only audits: Airlock reports \
+            "{} runs a model server ({}) that AIRuntimeInstance {:?} only audits: Airlock reports \
                  its detections but blocks nothing and would not reject it unprotected",
+            who(),
             matched(&found),
             instance.metadata.name.as_deref().unwrap_or_default()
         )]),
@@ -131,9 +134,10 @@ pub fn validate(workload: &Workload, namespace: &str, view: &dyn ClusterView) ->
                     "the sidecar was not injected (the mutating webhook was unavailable)"
                 };
                 deny(format!(
-                    "{who} runs a model server without Airlock protection: {}. AIRuntimeInstance {:?} \
+                    "{} runs a model server without Airlock protection: {}. AIRuntimeInstance {:?} \
                      selects it, but {reason}. Fix it by re-creating the pod once the injector is \
                      available, or by adding an exemption with a reason to the instance (spec.exemptions).",
+                    who(),
                     matched(&found),
                     instance.metadata.name.as_deref().unwrap_or_default()
                 ))
@@ -141,7 +145,8 @@ pub fn validate(workload: &Workload, namespace: &str, view: &dyn ClusterView) ->
         }
         None if workload.has_sidecar() => Verdict::Allow,
         None => deny(format!(
-            "{who} runs a model server without Airlock protection: {}. {FIXES}",
+            "{} runs a model server without Airlock protection: {}. {FIXES}",
+            who(),
             matched(&found)
         )),
     }
