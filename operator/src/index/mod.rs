@@ -80,6 +80,16 @@ struct Group {
     keys: Box<[Box<str>]>,
     /// Unordered: a pod event touches a member in O(1); the status order is made when it is read.
     members: Members,
+    /// Waits for a status write ([`Index::take_dirty_groups`]). A flag on the group rather than a set of
+    /// names: a pod event that changes twenty groups marks them without copying a name.
+    dirty: bool,
+}
+
+impl Group {
+    /// Marks the group for a status write; `true` when it was not marked yet.
+    fn mark_dirty(&mut self) -> bool {
+        !std::mem::replace(&mut self.dirty, true)
+    }
 }
 
 /// Pods, namespaces and address groups, with each group's current membership.
@@ -87,7 +97,8 @@ struct Group {
 pub struct Index {
     namespaces: HashMap<Arc<str>, Namespace>,
     groups: BTreeMap<String, Group>,
-    dirty: BTreeSet<String>,
+    /// How many groups are marked dirty.
+    dirty: usize,
     pod_count: usize,
     revision: u64,
     strings: Interner,
@@ -121,7 +132,7 @@ impl Index {
             .filter(|old| old.terminal == pod.terminal)
             .map(|old| changed_keys(&old.labels, &pod.labels));
         let same_state = old.is_some_and(|old| old.ips == pod.ips && old.ready == pod.ready);
-        for (name, group) in &mut self.groups {
+        for group in self.groups.values_mut() {
             if let Some(changed) = &changed
                 && !group.keys.iter().any(|k| changed.contains(&&**k))
             {
@@ -130,8 +141,8 @@ impl Index {
                         ips: pod.ips.clone(),
                         ready: pod.ready,
                     };
-                    if !self.dirty.contains(name) {
-                        self.dirty.insert(name.clone());
+                    if group.mark_dirty() {
+                        self.dirty += 1;
                     }
                 }
                 continue;
@@ -145,8 +156,8 @@ impl Index {
             if state.is_none() && !was_member {
                 continue;
             }
-            if update_member(&mut group.members, &key, state) && !self.dirty.contains(name) {
-                self.dirty.insert(name.clone());
+            if update_member(&mut group.members, &key, state) && group.mark_dirty() {
+                self.dirty += 1;
             }
         }
         if ns.pods.insert(pod.name.clone(), pod).is_none() {
@@ -172,9 +183,9 @@ impl Index {
             namespace: ns_name.clone(),
             name: name.into(),
         };
-        for (group_name, group) in &mut self.groups {
-            if group.members.remove(&key).is_some() {
-                self.dirty.insert(group_name.clone());
+        for group in self.groups.values_mut() {
+            if group.members.remove(&key).is_some() && group.mark_dirty() {
+                self.dirty += 1;
             }
         }
     }
@@ -223,7 +234,7 @@ impl Index {
         }
         ns.labels = labels;
         self.revision += 1;
-        for (group_name, group) in &mut self.groups {
+        for group in self.groups.values_mut() {
             if group.spec.namespace_selector.is_none() {
                 continue;
             }
@@ -236,8 +247,8 @@ impl Index {
                 let state = member_state(group, &ns_name, &ns.labels, pod);
                 changed |= update_member(&mut group.members, &key, state);
             }
-            if changed {
-                self.dirty.insert(group_name.clone());
+            if changed && group.mark_dirty() {
+                self.dirty += 1;
             }
         }
     }
@@ -267,6 +278,7 @@ impl Index {
             expr,
             keys,
             members: Members::default(),
+            dirty: true,
         };
         for (ns_name, ns) in &self.namespaces {
             for pod in ns.pods.values() {
@@ -279,34 +291,47 @@ impl Index {
                 }
             }
         }
-        self.groups.insert(name.to_owned(), group);
-        self.dirty.insert(name.to_owned());
+        let replaced = self.groups.insert(name.to_owned(), group);
+        if !replaced.is_some_and(|old| old.dirty) {
+            self.dirty += 1;
+        }
         self.revision += 1;
     }
 
     /// Removes a group.
     pub fn delete_group(&mut self, name: &str) {
-        if self.groups.remove(name).is_some() {
+        if let Some(group) = self.groups.remove(name) {
             self.revision += 1;
+            if group.dirty {
+                self.dirty = self.dirty.saturating_sub(1);
+            }
         }
-        self.dirty.remove(name);
     }
 
     /// Whether any group waits for a status write.
     pub fn has_dirty_groups(&self) -> bool {
-        !self.dirty.is_empty()
+        self.dirty > 0
     }
 
     /// Names of the groups whose membership (or expression) changed since the last call.
     pub fn take_dirty_groups(&mut self) -> Vec<String> {
-        std::mem::take(&mut self.dirty).into_iter().collect()
+        if self.dirty == 0 {
+            return Vec::new();
+        }
+        self.dirty = 0;
+        self.groups
+            .iter_mut()
+            .filter_map(|(name, group)| std::mem::replace(&mut group.dirty, false).then(|| name.clone()))
+            .collect()
     }
 
     /// Marks a group for a status write even though its membership did not change (e.g. its
     /// generation did).
     pub fn mark_dirty(&mut self, name: &str) {
-        if self.groups.contains_key(name) {
-            self.dirty.insert(name.to_owned());
+        if let Some(group) = self.groups.get_mut(name)
+            && group.mark_dirty()
+        {
+            self.dirty += 1;
         }
     }
 

@@ -370,3 +370,28 @@ fn the_string_pool_forgets_what_no_pod_uses() {
     assert_eq!(strings.len(), 1, "only the string still in use stays");
     assert!(Arc::ptr_eq(&shared, &strings.intern(&"app".into())));
 }
+
+#[test]
+fn a_group_is_dirty_once_until_taken_whatever_replaces_or_removes_it() {
+    let mut index = Index::new();
+    // A group replaced while it waits for a write is written once.
+    index.apply_group("g", &group("app = a"));
+    index.apply_group("g", &group("app = b"));
+    assert!(index.has_dirty_groups());
+    assert_eq!(index.take_dirty_groups(), ["g"]);
+    assert!(!index.has_dirty_groups());
+    // A removed group no longer waits for a write, whether it was dirty or not.
+    index.apply_group("h", &group("app = h"));
+    index.delete_group("h");
+    index.delete_group("g");
+    assert!(!index.has_dirty_groups());
+    assert!(index.take_dirty_groups().is_empty());
+    // Marking a group twice, or a group that does not exist, does not count it twice.
+    index.apply_group("k", &group("app = k"));
+    index.take_dirty_groups();
+    index.mark_dirty("k");
+    index.mark_dirty("k");
+    index.mark_dirty("missing");
+    assert_eq!(index.take_dirty_groups(), ["k"]);
+    assert!(!index.has_dirty_groups());
+}
