@@ -40,19 +40,31 @@ async fn pod(client: &Client, ns: &str, name: &str, labels: Value) {
     .await;
 }
 
-/// Creates the `AISecurityProfile` `name` with `spec`.
-async fn create_profile(client: &Client, name: &str, spec: Value) -> Api<AISecurityProfile> {
-    let profiles: Api<AISecurityProfile> = Api::all(client.clone());
+/// Creates the cluster-scoped Airlock object `name` of kind `K` with `spec`; returns its API.
+async fn create_cluster<K>(client: &Client, name: &str, spec: Value) -> Api<K>
+where
+    K: kube::Resource<DynamicType = (), Scope = kube::core::ClusterResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug,
+{
+    let api: Api<K> = Api::all(client.clone());
     create(
-        &profiles,
+        &api,
         json!({
-            "apiVersion": "airlock.dev/v1alpha1", "kind": "AISecurityProfile",
+            "apiVersion": K::api_version(&()), "kind": K::kind(&()),
             "metadata": { "name": name },
             "spec": spec
         }),
     )
     .await;
-    profiles
+    api
+}
+
+/// Creates the `AISecurityProfile` `name` with `spec`.
+async fn create_profile(client: &Client, name: &str, spec: Value) -> Api<AISecurityProfile> {
+    create_cluster(client, name, spec).await
 }
 
 /// Creates the audit-mode `AIRuntimeInstance` `name` selecting namespace `ns` with `profile`, plus the
@@ -64,7 +76,6 @@ async fn create_audit_instance(
     profile: &str,
     extra: Value,
 ) -> Api<AIRuntimeInstance> {
-    let instances: Api<AIRuntimeInstance> = Api::all(client.clone());
     let mut spec = json!({
         "selector": { "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": ns } } },
         "profileRef": { "name": profile },
@@ -73,16 +84,7 @@ async fn create_audit_instance(
     if let (Some(spec), Value::Object(extra)) = (spec.as_object_mut(), extra) {
         spec.extend(extra);
     }
-    create(
-        &instances,
-        json!({
-            "apiVersion": "airlock.dev/v1alpha1", "kind": "AIRuntimeInstance",
-            "metadata": { "name": name },
-            "spec": spec
-        }),
-    )
-    .await;
-    instances
+    create_cluster(client, name, spec).await
 }
 
 /// The group's members as `namespace/name` once every member has an IP.
