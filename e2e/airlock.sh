@@ -147,17 +147,21 @@ case "$cmd" in
     done
     webhook_start
     deadline=$((SECONDS + 60))
+    # ...and binds the backstop policy, when the chart installed it.
     until kubectl get validatingwebhookconfiguration airlock-validator >/dev/null 2>&1 &&
-      kubectl get mutatingwebhookconfiguration airlock-sidecar-injector >/dev/null 2>&1; do
+      kubectl get mutatingwebhookconfiguration airlock-sidecar-injector >/dev/null 2>&1 &&
+      { ! kubectl get validatingadmissionpolicy airlock-backstop >/dev/null 2>&1 ||
+        kubectl get validatingadmissionpolicybinding airlock-backstop >/dev/null 2>&1; }; do
       if ((SECONDS >= deadline)); then
-        log "the operator did not register the webhooks; last log lines:"
+        log "the operator did not register the webhooks and bind the backstop; last log lines:"
         tail -n 30 "$dir"/logs/airlock-operator-*.log >&2
         exit 1
       fi
       sleep 0.2
     done
     log "operator (2 replicas, admin http://127.0.0.1:$((base + 12)) and :$((base + 13))) and webhook" \
-      "(https://127.0.0.1:$webhook_port, admin http://127.0.0.1:$admin_port) ready; webhooks registered"
+      "(https://127.0.0.1:$webhook_port, admin http://127.0.0.1:$admin_port) ready; webhooks registered," \
+      "backstop bound"
     ;;
   stop)
     stop_pid "$dir/pids/airlock-operator-1.pid"

@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use airlock_e2e::{airlock_sh, client, deployment, eventually, tool, unique_name, with_temp_ns};
 use k8s_openapi::api::admissionregistration::v1::{
-    MutatingWebhookConfiguration, ValidatingAdmissionPolicy, ValidatingWebhookConfiguration,
+    MutatingWebhookConfiguration, ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+    ValidatingWebhookConfiguration,
 };
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
@@ -259,17 +260,34 @@ fn rendered_workloads_are_restricted_labelled_and_highly_available() {
     assert_eq!(binding["subjects"].as_array().unwrap().len(), 1);
     assert_eq!(env_of(operator, "AIRLOCK_WEBHOOK_URL"), None);
 
-    // The backstop, its binding (never in kube-system or Airlock's namespace) and its parameters.
+    // The backstop policy, without a parameter kind (the API server freezes a ConfigMap parameter once no
+    // binding names it, as during a reinstall); the operator writes its binding and may only read the
+    // policy.
     let policy = find(&docs, "ValidatingAdmissionPolicy", "airlock-backstop").unwrap();
     assert_eq!(policy["spec"]["failurePolicy"], "Fail");
-    let binding = find(&docs, "ValidatingAdmissionPolicyBinding", "airlock-backstop").unwrap();
-    assert_eq!(binding["spec"]["validationActions"], json!(["Deny"]));
-    assert_eq!(binding["spec"]["paramRef"]["parameterNotFoundAction"], "Allow");
+    assert!(policy["spec"].get("paramKind").is_none(), "{policy}");
+    assert_eq!(kinds(&docs, "ValidatingAdmissionPolicyBinding"), 0);
+    assert_eq!(kinds(&docs, "ConfigMap"), 0);
     assert_eq!(
-        binding["spec"]["matchResources"]["namespaceSelector"]["matchExpressions"][0]["values"],
-        json!(["kube-system", NAMESPACE])
+        env_of(operator, "AIRLOCK_BACKSTOP_POLICY").as_deref(),
+        Some("airlock-backstop")
     );
-    assert!(find(&docs, "ConfigMap", "airlock-backstop-exemptions").is_some());
+    let rules = role["rules"].as_array().unwrap();
+    assert!(
+        rules
+            .iter()
+            .any(|r| r["resources"] == json!(["validatingadmissionpolicies"])
+                && r["resourceNames"] == json!(["airlock-backstop"])
+                && r["verbs"] == json!(["get", "list", "watch"])),
+        "the operator may only read the backstop policy"
+    );
+    assert!(
+        rules
+            .iter()
+            .any(|r| r["resources"] == json!(["validatingadmissionpolicybindings"])
+                && r["verbs"] == json!(["get", "list", "watch", "create", "update"])),
+        "the operator writes the backstop's binding"
+    );
     assert_eq!(
         kinds(&docs, "NetworkPolicy") + kinds(&docs, "ServiceMonitor") + kinds(&docs, "Certificate"),
         0
@@ -311,9 +329,11 @@ fn values_change_what_is_rendered() {
         env_of(operator, "AIRLOCK_CERTIFICATES").as_deref(),
         Some("external")
     );
-    assert_eq!(
-        env_of(operator, "AIRLOCK_BACKSTOP_EXEMPTIONS").as_deref(),
-        Some("")
+    assert_eq!(env_of(operator, "AIRLOCK_BACKSTOP_POLICY").as_deref(), Some(""));
+    let role = find(&docs, "ClusterRole", "airlock-operator").unwrap();
+    assert!(
+        !role["rules"].to_string().contains("validatingadmissionpolic"),
+        "no access to admission policies without the backstop"
     );
     assert_eq!(
         operator["spec"]["template"]["spec"]["priorityClassName"],
@@ -383,7 +403,6 @@ async fn rendered_manifests_pass_server_side_validation() {
             "deployment.apps/airlock-operator",
             "deployment.apps/airlock-webhook",
             "validatingadmissionpolicy.admissionregistration.k8s.io/airlock-backstop",
-            "validatingadmissionpolicybinding.admissionregistration.k8s.io/airlock-backstop",
             "customresourcedefinition.apiextensions.k8s.io/airuntimeinstances.airlock.dev",
         ] {
             assert!(out.contains(object), "{object} missing from:\n{out}");
@@ -399,10 +418,13 @@ async fn rendered_manifests_pass_server_side_validation() {
     );
 }
 
-async fn webhooks_present(client: &kube::Client) -> (bool, bool, bool) {
+/// Whether the mutating and validating webhook configurations, the backstop policy and its binding
+/// exist.
+async fn webhooks_present(client: &kube::Client) -> (bool, bool, bool, bool) {
     let mutating: Api<MutatingWebhookConfiguration> = Api::all(client.clone());
     let validating: Api<ValidatingWebhookConfiguration> = Api::all(client.clone());
     let policies: Api<ValidatingAdmissionPolicy> = Api::all(client.clone());
+    let bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(client.clone());
     (
         mutating
             .get_opt("airlock-sidecar-injector")
@@ -411,6 +433,7 @@ async fn webhooks_present(client: &kube::Client) -> (bool, bool, bool) {
             .is_some(),
         validating.get_opt("airlock-validator").await.unwrap().is_some(),
         policies.get_opt("airlock-backstop").await.unwrap().is_some(),
+        bindings.get_opt("airlock-backstop").await.unwrap().is_some(),
     )
 }
 
@@ -450,7 +473,7 @@ async fn the_release_installs_upgrades_rolls_back_uninstalls_cleanly_and_reinsta
     let revision = status["version"].as_i64().unwrap();
     assert_eq!(available(&client, "airlock-operator").await, 2);
     assert_eq!(available(&client, "airlock-webhook").await, 2);
-    assert_eq!(webhooks_present(&client).await, (true, true, true));
+    assert_eq!(webhooks_present(&client).await, (true, true, true, true));
 
     // Installing twice is refused, and says why.
     let out = run("helm", &["install", RELEASE_NAME, &chart, "-n", NAMESPACE], None);
@@ -499,7 +522,11 @@ async fn the_release_installs_upgrades_rolls_back_uninstalls_cleanly_and_reinsta
         Duration::from_secs(30),
         || {
             let client = client.clone();
-            async move { (!webhooks_present(&client).await.2).then_some(()) }
+            // The binding goes with its owner, the policy.
+            async move {
+                let (_, _, policy, binding) = webhooks_present(&client).await;
+                (!policy && !binding).then_some(())
+            }
         },
     )
     .await;
@@ -522,8 +549,8 @@ async fn the_release_installs_upgrades_rolls_back_uninstalls_cleanly_and_reinsta
     eventually("the rollback", Duration::from_secs(60), || {
         let client = client.clone();
         async move {
-            (available(&client, "airlock-operator").await == 2 && webhooks_present(&client).await.2)
-                .then_some(())
+            let (_, _, policy, binding) = webhooks_present(&client).await;
+            (available(&client, "airlock-operator").await == 2 && policy && binding).then_some(())
         }
     })
     .await;
@@ -559,13 +586,13 @@ async fn the_release_installs_upgrades_rolls_back_uninstalls_cleanly_and_reinsta
         Duration::from_secs(30),
         || {
             let client = client.clone();
-            async move { (webhooks_present(&client).await == (false, false, false)).then_some(()) }
+            async move { (webhooks_present(&client).await == (false, false, false, false)).then_some(()) }
         },
     )
     .await;
     // Stays that way: the running operator cannot (and does not try to) bring them back.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert_eq!(webhooks_present(&client).await, (false, false, false));
+    assert_eq!(webhooks_present(&client).await, (false, false, false, false));
     with_temp_ns(|client, ns| async move {
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
         pods.create(&PostParams::default(), &vllm_pod("llm"))
@@ -583,7 +610,7 @@ async fn the_release_installs_upgrades_rolls_back_uninstalls_cleanly_and_reinsta
     airlock_sh("helm-install");
     eventually("the webhooks re-registered", Duration::from_secs(60), || {
         let client = client.clone();
-        async move { (webhooks_present(&client).await == (true, true, true)).then_some(()) }
+        async move { (webhooks_present(&client).await == (true, true, true, true)).then_some(()) }
     })
     .await;
     with_temp_ns(|client, ns| async move {
@@ -651,9 +678,44 @@ async fn the_release_installs_upgrades_rolls_back_uninstalls_cleanly_and_reinsta
         },
     )
     .await;
-    for name in [profile_name, again] {
-        let _ = profiles.delete(&name, &DeleteParams::default()).await;
-    }
+    // The backstop still learns where to stand aside: an exemption made after the reinstall admits the
+    // exempt model server. (With the exemptions in a ConfigMap parameter, the API server would still
+    // evaluate the copy it froze when the uninstall removed the last binding naming it.)
+    with_temp_ns(|client, ns| {
+        let again = again.clone();
+        async move {
+            let instances: Api<airlock_crds::AIRuntimeInstance> = Api::all(client.clone());
+            let instance = unique_name("exempt-after-reinstall");
+            let object: airlock_crds::AIRuntimeInstance = serde_json::from_value(json!({
+                "apiVersion": "airlock.dev/v1alpha1", "kind": "AIRuntimeInstance",
+                "metadata": { "name": instance },
+                "spec": {
+                    "selector": { "namespaceSelector": { "matchLabels": { "kubernetes.io/metadata.name": ns } } },
+                    "profileRef": { "name": again },
+                    "exemptions": [{ "namespace": ns, "kind": "Pod", "name": "llm", "reason": "e2e: after a reinstall" }]
+                }
+            }))
+            .unwrap();
+            instances.create(&PostParams::default(), &object).await.unwrap();
+            let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
+            let mut llm = vllm_pod("llm");
+            llm.metadata.labels = Some([("airlock.dev/inject".to_owned(), "false".to_owned())].into());
+            eventually("the backstop standing aside for the exemption", Duration::from_secs(30), || {
+                let (pods, llm) = (pods.clone(), llm.clone());
+                async move {
+                    match pods.create(&PostParams::default(), &llm).await {
+                        Ok(_) => Some(()),
+                        Err(err) if err.to_string().contains("airlock-backstop") => None,
+                        Err(err) => panic!("create llm: {err}"),
+                    }
+                }
+            })
+            .await;
+            airlock_e2e::delete_instance_and_profile(&client, &instance, &again).await;
+        }
+    })
+    .await;
+    let _ = profiles.delete(&profile_name, &DeleteParams::default()).await;
 }
 
 /// With the webhook process stopped, the backstop policy (inside the API server) still denies a

@@ -11,11 +11,13 @@ use std::time::{Duration, Instant};
 use airlock_crds::bundle::{BUNDLE_KEY, PolicyBundle, config_map_name};
 use airlock_crds::{AIRuntimeInstance, AISecurityProfile, DynamicAddressGroup};
 use airlock_e2e::{client, eventually, install_crds, unique_name, with_temp_ns};
-use k8s_openapi::api::admissionregistration::v1::MutatingWebhookConfiguration;
+use k8s_openapi::api::admissionregistration::v1::{
+    MutatingWebhookConfiguration, ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
+};
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::api::events::v1::Event;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use kube::{Api, Client};
+use kube::{Api, Client, ResourceExt};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -242,16 +244,20 @@ async fn an_instance_reports_coverage_delivers_policy_and_cleans_up() {
         )
         .await;
         // The exemption reaches the webhook through its watch, and the backstop policy once the operator
-        // has recorded the namespace in the policy's parameters.
-        let params: Api<k8s_openapi::api::core::v1::ConfigMap> = Api::namespaced(client.clone(), "airlock-system");
-        eventually("the exemption recorded for the backstop", WAIT, || async {
-            let cm = params.get("airlock-backstop-exemptions").await.ok()?;
-            cm.data?.contains_key(&ns).then_some(())
+        // has left the namespace out of the policy's binding.
+        let bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(client.clone());
+        eventually("the backstop's binding leaving the namespace out", WAIT, || async {
+            let binding = bindings.get("airlock-backstop").await.ok()?;
+            let why = binding.annotations().get("airlock.dev/stands-aside")?.clone();
+            let excluded = serde_json::to_value(binding.spec?.match_resources?.namespace_selector?).ok()?;
+            (excluded["matchExpressions"][0]["values"].as_array()?.contains(&json!(ns))
+                && why.contains(&format!("Pod/llm by {instance}")))
+            .then_some(())
         })
         .await;
         // An exempt model server that opts out of injection; then the exemption is revoked, and it runs
-        // unprotected. The API server loads the policy's new parameters a moment after the ConfigMap
-        // changed (its own informer): until then the backstop still refuses the pod, so creation is retried.
+        // unprotected. The API server loads the binding's change a moment after it was written (its own
+        // informer): until then the backstop still refuses the pod, so creation is retried.
         let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
         let llm: Pod = serde_json::from_value(json!({
             "metadata": { "name": "llm", "labels": { "airlock.dev/inject": "false" } },
@@ -459,4 +465,54 @@ async fn a_deleted_or_edited_webhook_configuration_is_restored_within_ten_second
         "webhook configuration restored {} ms after deletion",
         restored_after.as_millis()
     );
+}
+
+/// The backstop's binding is the operator's: owned by the policy, restored after a deletion, and its
+/// settings reverted after an edit.
+#[tokio::test]
+async fn a_deleted_or_edited_backstop_binding_is_restored_within_ten_seconds() {
+    let client = client().await;
+    let policies: Api<ValidatingAdmissionPolicy> = Api::all(client.clone());
+    let bindings: Api<ValidatingAdmissionPolicyBinding> = Api::all(client.clone());
+    let name = "airlock-backstop";
+    let policy = policies
+        .get(name)
+        .await
+        .expect("the chart installed the backstop");
+    let owned_by_policy = |b: &ValidatingAdmissionPolicyBinding| {
+        b.owner_references()
+            .iter()
+            .any(|o| o.kind == "ValidatingAdmissionPolicy" && Some(&o.uid) == policy.metadata.uid.as_ref())
+    };
+    let binding = eventually("the operator's binding", Duration::from_secs(10), || async {
+        bindings.get_opt(name).await.ok()?
+    })
+    .await;
+    assert!(owned_by_policy(&binding), "{:?}", binding.metadata);
+
+    bindings
+        .delete(name, &DeleteParams::default())
+        .await
+        .expect("delete");
+    let restored = eventually("the binding to be restored", Duration::from_secs(10), || async {
+        bindings.get_opt(name).await.ok()?
+    })
+    .await;
+    assert!(owned_by_policy(&restored), "{:?}", restored.metadata);
+    assert_ne!(restored.metadata.uid, binding.metadata.uid, "a new object");
+
+    let patch = json!({ "spec": { "validationActions": ["Warn"] } });
+    bindings
+        .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        .await
+        .expect("weaken the binding");
+    eventually(
+        "the binding's action to be reverted",
+        Duration::from_secs(10),
+        || async {
+            let b = bindings.get(name).await.ok()?;
+            (b.spec?.validation_actions? == ["Deny"]).then_some(())
+        },
+    )
+    .await;
 }

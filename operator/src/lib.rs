@@ -110,14 +110,11 @@ pub struct Args {
     #[arg(long, env = "AIRLOCK_OWNER_CLUSTER_ROLE")]
     pub owner_cluster_role: Option<String>,
 
-    /// The ConfigMap (in `--namespace`) through which the `ValidatingAdmissionPolicy` backstop learns the
-    /// namespaces where an instance exempts a workload; empty to not write it.
-    #[arg(
-        long,
-        env = "AIRLOCK_BACKSTOP_EXEMPTIONS",
-        default_value = "airlock-backstop-exemptions"
-    )]
-    pub backstop_exemptions: String,
+    /// The `ValidatingAdmissionPolicy` backstop (installed by the chart) whose binding, of the same name,
+    /// the operator writes: it stands aside in the namespaces where an instance exempts a workload or only
+    /// audits. Empty: no binding is written.
+    #[arg(long, env = "AIRLOCK_BACKSTOP_POLICY", default_value = "airlock-backstop")]
+    pub backstop_policy: String,
 
     /// Whether the operator creates and repairs Airlock's webhook configurations.
     #[arg(long, env = "AIRLOCK_MANAGE_WEBHOOKS", default_value_t = true, action = clap::ArgAction::Set)]

@@ -10,8 +10,8 @@
 //! - `queue_depth{controller}`: work waiting (dirty address groups);
 //! - `group_members{group}`: members per address group;
 //! - `cached_pods`: pods in the lean index;
-//! - `webhook_configuration_repairs_total{configuration,reason}`: drifted webhook configurations
-//!   restored (`missing`, `changed`);
+//! - `webhook_configuration_repairs_total{configuration,reason}`: drifted webhook configurations, and
+//!   the backstop's binding (`airlock-backstop`), restored (`missing`, `changed`);
 //! - `certificate_rotations_total{action}`: certificate changes (`create`, `renew_serving`, `rotate_ca`,
 //!   `drop_old_ca`);
 //! - `leader`: 1 while this replica holds the leader lease.
@@ -143,7 +143,7 @@ impl Metrics {
         let repairs = Family::<RepairLabels, Counter>::default();
         registry.register(
             "webhook_configuration_repairs",
-            "Drifted webhook configurations restored, by configuration and reason",
+            "Drifted webhook configurations and backstop binding restored, by configuration and reason",
             repairs.clone(),
         );
         let rotations = Family::<ActionLabels, Counter>::default();

@@ -66,7 +66,6 @@ app.kubernetes.io/component: {{ index . 1 }}
 {{- define "airlock.operatorName" -}}{{ include "airlock.fullname" . }}-operator{{- end }}
 {{- define "airlock.webhookName" -}}{{ include "airlock.fullname" . }}-webhook{{- end }}
 {{- define "airlock.webhookSecret" -}}{{ include "airlock.fullname" . }}-webhook-tls{{- end }}
-{{- define "airlock.backstopParams" -}}{{ include "airlock.fullname" . }}-backstop-exemptions{{- end }}
 
 {{/* The restricted Pod Security level, for every Airlock pod. */}}
 {{- define "airlock.podSecurityContext" -}}

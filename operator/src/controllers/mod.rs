@@ -5,7 +5,8 @@
 //! - [`instance`]: the `AISecurityProfile` and `AIRuntimeInstance` reconcilers (validation, policy
 //!   delivery, coverage status, events, finalizer);
 //! - [`admission`]: the webhook's certificates and Airlock's webhook configurations;
-//! - [`backstop`]: the exemptions the `ValidatingAdmissionPolicy` backstop reads.
+//! - [`backstop`]: the binding of the `ValidatingAdmissionPolicy` backstop, which stands aside where
+//!   instances exempt or audit.
 
 pub mod admission;
 pub mod backstop;
