@@ -100,17 +100,33 @@ pub async fn run(ctx: Arc<Context>) {
         .run(reconcile_profile, error_policy, shared.clone())
         .for_each(|result| async move {
             if let Err(error) = result {
-                tracing::debug!(%error, "profile reconcile");
+                log_run_error("profile", &error);
             }
         });
     let instances = instance_controller
         .run(reconcile_instance, error_policy, shared)
         .for_each(|result| async move {
             if let Err(error) = result {
-                tracing::debug!(%error, "instance reconcile");
+                log_run_error("instance", &error);
             }
         });
     futures::join!(profiles, instances);
+}
+
+/// Logs what a controller's stream reports: a failed watch (the watcher backs off and retries, and until
+/// then changes go unseen) as a warning; failed reconciles are logged by [`error_policy`] already.
+fn log_run_error<E>(
+    controller: &str,
+    error: &kube::runtime::controller::Error<E, kube::runtime::watcher::Error>,
+) where
+    E: std::error::Error + 'static,
+{
+    match error {
+        kube::runtime::controller::Error::QueueError(error) => {
+            tracing::warn!(%error, controller, "watch failed; retrying with backoff");
+        }
+        error => tracing::debug!(%error, controller, "reconcile"),
+    }
 }
 
 /// One `()` per burst of index changes, at most every [`INDEX_THROTTLE`].
