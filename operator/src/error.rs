@@ -21,6 +21,11 @@ pub enum Error {
         source: serde_json::Error,
     },
 
+    /// Adding or removing the cleanup finalizer was refused because the object's finalizers had changed
+    /// since it was read (the cache was behind the API server): retried at once from the fresh object.
+    #[error("the finalizers changed since the object was read: {0}")]
+    StaleFinalizers(#[source] kube::Error),
+
     /// The operator's own configuration (flags) is unusable.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -54,6 +59,7 @@ impl Error {
     pub fn metric_label(&self) -> &'static str {
         match self {
             Error::Kube(kube::Error::Api(status)) if status.code == 409 => "conflict",
+            Error::StaleFinalizers(_) => "conflict",
             Error::Kube(kube::Error::Api(status)) if status.code == 429 => "throttled",
             Error::Kube(kube::Error::Api(status)) if status.code == 404 => "not_found",
             Error::Kube(_) => "kube",

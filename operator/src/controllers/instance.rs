@@ -183,16 +183,12 @@ fn error_policy<K: Resource<DynamicType = ()>>(object: Arc<K>, error: &Error, sh
         .ctx
         .metrics
         .reconcile_failure(controller, error.metric_label());
-    tracing::warn!(%error, name = %object.name_any(), controller, "reconcile failed; retrying");
-    match error {
-        Error::Kube(kube::Error::Api(status)) if status.code == 409 => {
-            Action::requeue(Duration::from_millis(200))
-        }
-        Error::Kube(kube::Error::Api(status)) if status.code == 429 => {
-            Action::requeue(Duration::from_secs(5))
-        }
-        _ => Action::requeue(Duration::from_secs(10)),
+    if matches!(error, Error::StaleFinalizers(_)) {
+        tracing::debug!(%error, name = %object.name_any(), controller, "reconcile retried");
+    } else {
+        tracing::warn!(%error, name = %object.name_any(), controller, "reconcile failed; retrying");
     }
+    Action::requeue(retry_delay(error))
 }
 
 fn now() -> Time {
@@ -257,13 +253,36 @@ async fn reconcile_instance(instance: Arc<AIRuntimeInstance>, shared: Arc<Shared
     })
     .await;
     shared.ctx.metrics.reconciled("instance", started.elapsed());
-    result.map_err(|error| match error {
-        kube::runtime::finalizer::Error::ApplyFailed(e)
-        | kube::runtime::finalizer::Error::CleanupFailed(e) => e,
-        kube::runtime::finalizer::Error::AddFinalizer(e)
-        | kube::runtime::finalizer::Error::RemoveFinalizer(e) => Error::Kube(e),
+    result.map_err(finalizer_error)
+}
+
+/// The reconcile error for a failure of kube's finalizer helper. Adding or removing the finalizer is a
+/// JSON patch that first tests the list it read; when the cached object was behind (an instance is often
+/// reconciled for its profile right after its first pass added the finalizer), the API server answers
+/// 422 — a conflict, retried at once, not a failure worth a warning.
+fn finalizer_error(error: kube::runtime::finalizer::Error<Error>) -> Error {
+    use kube::runtime::finalizer::Error as F;
+    match error {
+        F::ApplyFailed(e) | F::CleanupFailed(e) => e,
+        F::AddFinalizer(kube::Error::Api(status)) | F::RemoveFinalizer(kube::Error::Api(status))
+            if status.code == 422 =>
+        {
+            Error::StaleFinalizers(kube::Error::Api(status))
+        }
+        F::AddFinalizer(e) | F::RemoveFinalizer(e) => Error::Kube(e),
         other => Error::Config(other.to_string()),
-    })
+    }
+}
+
+/// How long after a failed reconcile it is retried: at once (200 ms) for conflicts, 5 s when throttled,
+/// 10 s otherwise.
+fn retry_delay(error: &Error) -> Duration {
+    match error {
+        Error::Kube(kube::Error::Api(status)) if status.code == 409 => Duration::from_millis(200),
+        Error::StaleFinalizers(_) => Duration::from_millis(200),
+        Error::Kube(kube::Error::Api(status)) if status.code == 429 => Duration::from_secs(5),
+        _ => Duration::from_secs(10),
+    }
 }
 
 async fn apply_instance(instance: &AIRuntimeInstance, shared: &Shared) -> crate::Result<Action> {
@@ -632,6 +651,38 @@ spec:
         .unwrap();
         i.metadata.generation = Some(4);
         i
+    }
+
+    fn api_error(code: u16) -> kube::Error {
+        kube::Error::Api(
+            serde_json::from_value(json!({
+                "status": "Failure", "code": code, "reason": "Invalid",
+                "message": "the server rejected our request due to an error in our request"
+            }))
+            .unwrap(),
+        )
+    }
+
+    #[test]
+    fn a_finalizer_patch_on_a_stale_object_is_a_conflict_retried_at_once() {
+        use kube::runtime::finalizer::Error as F;
+        for error in [
+            F::AddFinalizer(api_error(422)),
+            F::RemoveFinalizer(api_error(422)),
+        ] {
+            let error = finalizer_error(error);
+            assert!(matches!(error, Error::StaleFinalizers(_)), "{error:?}");
+            assert_eq!(error.metric_label(), "conflict");
+            assert_eq!(retry_delay(&error), Duration::from_millis(200));
+        }
+        let other = finalizer_error(F::AddFinalizer(api_error(403)));
+        assert!(matches!(other, Error::Kube(_)), "{other:?}");
+        assert_eq!(retry_delay(&other), Duration::from_secs(10));
+        assert_eq!(
+            retry_delay(&Error::Kube(api_error(409))),
+            Duration::from_millis(200)
+        );
+        assert_eq!(retry_delay(&Error::Kube(api_error(429))), Duration::from_secs(5));
     }
 
     #[test]
