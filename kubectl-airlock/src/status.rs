@@ -27,6 +27,9 @@ pub const MUTATING_WEBHOOK: &str = "airlock-sidecar-injector";
 pub const VALIDATING_WEBHOOK: &str = "airlock-validator";
 /// Name of the `ValidatingAdmissionPolicy` (and its binding) that backs up the validating webhook.
 pub const BACKSTOP_POLICY: &str = "airlock-backstop";
+/// The annotation on the backstop's binding naming, per namespace it stands aside in, why (written by the
+/// operator).
+pub const STANDS_ASIDE_ANNOTATION: &str = "airlock.dev/stands-aside";
 
 /// The objects `status` reports on.
 #[derive(Debug, Clone, Default)]
@@ -172,6 +175,10 @@ pub struct AdmissionObject {
     /// A binding's validation actions, e.g. `Deny`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub validation_actions: Option<String>,
+    /// The namespaces the backstop stands aside in (where an instance exempts a workload or only
+    /// audits), from its binding's annotation `airlock.dev/stands-aside`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub stands_aside_in: Vec<String>,
     /// Why the state is `unknown`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -185,6 +192,7 @@ impl AdmissionObject {
             state: state.to_owned(),
             failure_policy: None,
             validation_actions: None,
+            stands_aside_in: Vec::new(),
             error: None,
         }
     }
@@ -197,11 +205,29 @@ impl AdmissionObject {
         }
     }
 
-    fn settings(&self) -> String {
+    /// The table's settings column: the failure policy, or a binding's actions and where it stands
+    /// aside, or why the state is unknown.
+    pub fn settings(&self) -> String {
         match (&self.failure_policy, &self.validation_actions, &self.error) {
             (_, _, Some(error)) => error.clone(),
             (Some(policy), _, _) => format!("failurePolicy={policy}"),
-            (_, Some(actions), _) => format!("validationActions={actions}"),
+            (_, Some(actions), _) if self.stands_aside_in.is_empty() => {
+                format!("validationActions={actions}")
+            }
+            (_, Some(actions), _) => {
+                const SHOWN: usize = 5;
+                let mut namespaces = self
+                    .stands_aside_in
+                    .iter()
+                    .take(SHOWN)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(",");
+                if self.stands_aside_in.len() > SHOWN {
+                    namespaces.push_str(&format!(",+{}", self.stands_aside_in.len() - SHOWN));
+                }
+                format!("validationActions={actions} standsAsideIn={namespaces}")
+            }
             _ => "-".to_owned(),
         }
     }
@@ -282,6 +308,14 @@ pub fn binding_row(binding: Option<&ValidatingAdmissionPolicyBinding>) -> Admiss
                     .and_then(|s| s.validation_actions.clone())
                     .unwrap_or_default(),
             )),
+            stands_aside_in: b
+                .metadata
+                .annotations
+                .as_ref()
+                .and_then(|a| a.get(STANDS_ASIDE_ANNOTATION))
+                .and_then(|why| serde_json::from_str::<BTreeMap<String, String>>(why).ok())
+                .map(|why| why.into_keys().collect())
+                .unwrap_or_default(),
             ..AdmissionObject::new(kind, BACKSTOP_POLICY, "present")
         },
     }

@@ -151,6 +151,32 @@ fn the_backstop_policy_and_its_binding_show_their_settings_when_present() {
         (binding.state.as_str(), binding.validation_actions.as_deref()),
         ("present", Some("Deny"))
     );
+    assert!(binding.stands_aside_in.is_empty());
+}
+
+#[test]
+fn the_backstop_binding_row_names_the_namespaces_it_stands_aside_in() {
+    let binding = |why: serde_json::Value| -> ValidatingAdmissionPolicyBinding {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "airlock-backstop", "annotations": {"airlock.dev/stands-aside": why.to_string()}},
+            "spec": {"policyName": "airlock-backstop", "validationActions": ["Deny"]}
+        }))
+        .unwrap()
+    };
+    let row = status::binding_row(Some(&binding(serde_json::json!({
+        "ml": "Pod/debug by models", "audit": "audited by observe"
+    }))));
+    assert_eq!(row.stands_aside_in, ["audit", "ml"]);
+    let doc = serde_json::to_value(&row).unwrap();
+    assert_eq!(doc["standsAsideIn"], serde_json::json!(["audit", "ml"]));
+    let many: serde_json::Map<String, serde_json::Value> = (0..7)
+        .map(|i| (format!("ns{i}"), serde_json::json!("r")))
+        .collect();
+    let row = status::binding_row(Some(&binding(serde_json::Value::Object(many))));
+    assert_eq!(
+        row.settings(),
+        "validationActions=Deny standsAsideIn=ns0,ns1,ns2,ns3,ns4,+2"
+    );
 }
 
 #[test]
