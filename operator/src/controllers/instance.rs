@@ -17,7 +17,7 @@ use airlock_crds::bundle::{INSTANCE_LABEL, instance_label_value};
 use airlock_crds::conditions;
 use airlock_crds::v1alpha1::{AIRuntimeInstanceStatus, Drift};
 use airlock_crds::{AIRuntimeInstance, AISecurityProfile};
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use k8s_openapi::api::core::v1::{ConfigMap, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams};
@@ -38,6 +38,8 @@ use crate::{Context, Error, policy, profile};
 pub const FINALIZER: &str = "airlock.dev/cleanup";
 /// How often an unchanged object is reconciled anyway (exemption expiry, missed events).
 const RESYNC: Duration = Duration::from_secs(300);
+/// How long the controllers may wait for their first list before each warning.
+const LIST_WARNING: Duration = Duration::from_secs(15);
 /// Least time between two index-triggered passes over all instances.
 const INDEX_THROTTLE: Duration = Duration::from_millis(500);
 
@@ -110,7 +112,39 @@ pub async fn run(ctx: Arc<Context>) {
                 log_run_error("instance", &error);
             }
         });
-    futures::join!(profiles, instances);
+    let listed = report_listed(profiles_store, instances_store);
+    futures::join!(profiles, instances, listed);
+}
+
+/// Logs once both controllers' caches hold their first list (no reconcile runs before), and warns every
+/// [`LIST_WARNING`] until then: a controller that stays silent is otherwise indistinguishable from one
+/// with nothing to do.
+async fn report_listed(profiles: Store<AISecurityProfile>, instances: Store<AIRuntimeInstance>) {
+    let started = Instant::now();
+    let both = async {
+        let _ = profiles.wait_until_ready().await;
+        let _ = instances.wait_until_ready().await;
+    };
+    tokio::pin!(both);
+    loop {
+        tokio::select! {
+            () = &mut both => break,
+            () = tokio::time::sleep(LIST_WARNING) => {
+                tracing::warn!(
+                    waited_seconds = started.elapsed().as_secs(),
+                    profiles_listed = profiles.wait_until_ready().now_or_never().is_some(),
+                    instances_listed = instances.wait_until_ready().now_or_never().is_some(),
+                    "the profile and instance controllers are still waiting for their first list"
+                );
+            }
+        }
+    }
+    tracing::info!(
+        profiles = profiles.state().len(),
+        instances = instances.state().len(),
+        elapsed_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+        "profile and instance controllers listed; reconciling"
+    );
 }
 
 /// Logs what a controller's stream reports: a failed watch (the watcher backs off and retries, and until
