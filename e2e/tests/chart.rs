@@ -285,8 +285,17 @@ fn rendered_workloads_are_restricted_labelled_and_highly_available() {
         rules
             .iter()
             .any(|r| r["resources"] == json!(["validatingadmissionpolicybindings"])
-                && r["verbs"] == json!(["get", "list", "watch", "create", "update"])),
-        "the operator writes the backstop's binding"
+                && r.get("resourceNames").is_none()
+                && r["verbs"] == json!(["get", "list", "watch", "create"])),
+        "the operator creates the backstop's binding"
+    );
+    assert!(
+        rules
+            .iter()
+            .any(|r| r["resources"] == json!(["validatingadmissionpolicybindings"])
+                && r["resourceNames"] == json!(["airlock-backstop"])
+                && r["verbs"] == json!(["update"])),
+        "the operator may replace only the backstop's binding"
     );
     assert_eq!(
         kinds(&docs, "NetworkPolicy") + kinds(&docs, "ServiceMonitor") + kinds(&docs, "Certificate"),
