@@ -8,6 +8,7 @@
 //!   template, the drift check).
 //! - [`error`]: the generator's errors.
 
+pub mod backstop;
 pub mod bundle;
 pub mod conditions;
 pub mod error;

@@ -25,11 +25,9 @@ use crate::output::{Table, or_dash, plural};
 pub const MUTATING_WEBHOOK: &str = "airlock-sidecar-injector";
 /// Name of the validating webhook configuration the operator installs.
 pub const VALIDATING_WEBHOOK: &str = "airlock-validator";
-/// Name of the `ValidatingAdmissionPolicy` (and its binding) that backs up the validating webhook.
-pub const BACKSTOP_POLICY: &str = "airlock-backstop";
-/// The annotation on the backstop's binding naming, per namespace it stands aside in, why (written by the
-/// operator).
-pub const STANDS_ASIDE_ANNOTATION: &str = "airlock.dev/stands-aside";
+/// The name of the `ValidatingAdmissionPolicy` (and its binding) that backs up the validating webhook, and
+/// the binding's annotation listing where it stands aside.
+pub use airlock_crds::backstop::{BACKSTOP_POLICY, STANDS_ASIDE_ANNOTATION};
 
 /// The objects `status` reports on.
 #[derive(Debug, Clone, Default)]
@@ -211,22 +209,18 @@ impl AdmissionObject {
         match (&self.failure_policy, &self.validation_actions, &self.error) {
             (_, _, Some(error)) => error.clone(),
             (Some(policy), _, _) => format!("failurePolicy={policy}"),
-            (_, Some(actions), _) if self.stands_aside_in.is_empty() => {
-                format!("validationActions={actions}")
-            }
             (_, Some(actions), _) => {
                 const SHOWN: usize = 5;
-                let mut namespaces = self
-                    .stands_aside_in
-                    .iter()
-                    .take(SHOWN)
-                    .cloned()
-                    .collect::<Vec<_>>()
-                    .join(",");
-                if self.stands_aside_in.len() > SHOWN {
-                    namespaces.push_str(&format!(",+{}", self.stands_aside_in.len() - SHOWN));
+                let aside = &self.stands_aside_in;
+                let mut text = format!("validationActions={actions}");
+                if !aside.is_empty() {
+                    text.push_str(" standsAsideIn=");
+                    text.push_str(&aside[..aside.len().min(SHOWN)].join(","));
+                    if aside.len() > SHOWN {
+                        text.push_str(&format!(",+{}", aside.len() - SHOWN));
+                    }
                 }
-                format!("validationActions={actions} standsAsideIn={namespaces}")
+                text
             }
             _ => "-".to_owned(),
         }

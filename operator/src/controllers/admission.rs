@@ -280,30 +280,48 @@ where
         tracing::info!(configuration = %name, "gave Airlock's webhook configuration the new CA bundle");
         return Ok(());
     }
-    ctx.metrics.webhook_repair(&name, reason.label());
     tracing::warn!(configuration = %name, %reason, "restored Airlock's webhook configuration");
-    {
-        let reference = ObjectReference {
-            api_version: Some(C::api_version(&()).into_owned()),
-            kind: Some(C::kind(&()).into_owned()),
-            name: Some(name.clone()),
-            ..ObjectReference::default()
-        };
-        let event = Event {
-            type_: EventType::Warning,
-            reason: "WebhookConfigurationRestored".into(),
-            note: Some(format!(
-                "{name} was restored ({reason}); Airlock's admission webhooks are managed by the operator — \
-                 change them through the Helm values instead"
-            )),
-            action: "Repair".into(),
-            secondary: None,
-        };
-        if let Err(error) = ctx.recorder.publish(&event, &reference).await {
-            tracing::debug!(%error, "could not record an event");
-        }
-    }
+    record_repair::<C>(
+        ctx,
+        &name,
+        reason.label(),
+        "WebhookConfigurationRestored",
+        format!(
+            "{name} was restored ({reason}); Airlock's admission webhooks are managed by the operator — \
+             change them through the Helm values instead"
+        ),
+    )
+    .await;
     Ok(())
+}
+
+/// Records that Airlock's cluster-scoped admission object `name` of kind `K`, changed or deleted by
+/// someone else, was restored: `airlock_operator_webhook_configuration_repairs_total{reason}` and a
+/// Warning Event (`event_reason`, `note`) on the object.
+pub(super) async fn record_repair<K: Resource<DynamicType = ()>>(
+    ctx: &Context,
+    name: &str,
+    reason: &'static str,
+    event_reason: &str,
+    note: String,
+) {
+    ctx.metrics.webhook_repair(name, reason);
+    let reference = ObjectReference {
+        api_version: Some(K::api_version(&()).into_owned()),
+        kind: Some(K::kind(&()).into_owned()),
+        name: Some(name.to_owned()),
+        ..ObjectReference::default()
+    };
+    let event = Event {
+        type_: EventType::Warning,
+        reason: event_reason.into(),
+        note: Some(note),
+        action: "Repair".into(),
+        secondary: None,
+    };
+    if let Err(error) = ctx.recorder.publish(&event, &reference).await {
+        tracing::debug!(%error, "could not record an event");
+    }
 }
 
 /// Decides (and generates) the certificates the Secret should hold.

@@ -31,12 +31,10 @@ use k8s_openapi::api::admissionregistration::v1::{
     MatchResources, ValidatingAdmissionPolicy, ValidatingAdmissionPolicyBinding,
     ValidatingAdmissionPolicyBindingSpec,
 };
-use k8s_openapi::api::core::v1::ObjectReference;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
     LabelSelector, LabelSelectorRequirement, ObjectMeta, OwnerReference,
 };
 use kube::api::PostParams;
-use kube::runtime::events::{Event, EventType};
 use kube::runtime::{WatchStreamExt, reflector, watcher};
 use kube::{Api, Resource, ResourceExt};
 use tokio::sync::Notify;
@@ -115,8 +113,7 @@ pub fn exempt_namespaces(
     (data, next)
 }
 
-/// The annotation on the binding naming, per namespace it stands aside in, why (JSON object).
-pub const STANDS_ASIDE_ANNOTATION: &str = "airlock.dev/stands-aside";
+pub use airlock_crds::backstop::STANDS_ASIDE_ANNOTATION;
 /// The label key every namespace carries with its own name.
 const NAMESPACE_NAME_LABEL: &str = "kubernetes.io/metadata.name";
 
@@ -386,27 +383,18 @@ impl Drop for AbortOnDrop {
 
 /// Records that someone else's change or deletion of the binding was undone (metric, log, Event).
 async fn repaired(ctx: &Context, name: &str, reason: &'static str) {
-    ctx.metrics.webhook_repair(name, reason);
     tracing::warn!(binding = %name, reason, "restored the backstop's binding");
-    let reference = ObjectReference {
-        api_version: Some("admissionregistration.k8s.io/v1".to_owned()),
-        kind: Some("ValidatingAdmissionPolicyBinding".to_owned()),
-        name: Some(name.to_owned()),
-        ..ObjectReference::default()
-    };
-    let event = Event {
-        type_: EventType::Warning,
-        reason: "BackstopBindingRestored".into(),
-        note: Some(format!(
+    super::admission::record_repair::<ValidatingAdmissionPolicyBinding>(
+        ctx,
+        name,
+        reason,
+        "BackstopBindingRestored",
+        format!(
             "{name} was restored ({reason}); the backstop's binding is managed by the operator, which excludes \
              the namespaces where an AIRuntimeInstance exempts a workload or only audits"
-        )),
-        action: "Repair".into(),
-        secondary: None,
-    };
-    if let Err(error) = ctx.recorder.publish(&event, &reference).await {
-        tracing::debug!(%error, "could not record an event");
-    }
+        ),
+    )
+    .await;
 }
 
 #[cfg(test)]
