@@ -62,14 +62,12 @@ impl Automaton {
         Ok(Some(Automaton { ac, parts: ids }))
     }
 
-    /// Appends the start of each part occurrence in `text` (which begins at byte `base` of the scanned
-    /// text) to `occ[part]`, ascending as a part has one length; returns `false` once `total` reaches
-    /// [`MAX_PART_HITS`].
-    fn collect(&self, text: &str, base: usize, occ: &mut [Vec<usize>], total: &mut usize) -> bool {
+    /// Appends `(part, start)` for each part occurrence in `text` (which begins at byte `base` of the
+    /// scanned text) to `occ`; returns `false` once `occ` holds [`MAX_PART_HITS`].
+    fn collect(&self, text: &str, base: usize, occ: &mut Vec<(usize, usize)>) -> bool {
         for m in self.ac.find_overlapping_iter(text) {
-            occ[self.parts[m.pattern().as_usize()]].push(base + m.start());
-            *total += 1;
-            if *total >= MAX_PART_HITS {
+            occ.push((self.parts[m.pattern().as_usize()], base + m.start()));
+            if occ.len() >= MAX_PART_HITS {
                 return false;
             }
         }
@@ -107,7 +105,7 @@ fn non_ascii_windows(text: &str, len: usize) -> Vec<(usize, usize)> {
     let reach = len.saturating_sub(1);
     let mut windows: Vec<(usize, usize)> = Vec::new();
     let mut at = 0;
-    while let Some(p) = bytes[at..].iter().position(|&b| b >= 0x80).map(|p| at + p) {
+    while let Some(p) = next_non_ascii(bytes, at) {
         let mut s = p.saturating_sub(reach);
         while !text.is_char_boundary(s) {
             s -= 1;
@@ -123,6 +121,20 @@ fn non_ascii_windows(text: &str, len: usize) -> Vec<(usize, usize)> {
         at = p + 1;
     }
     windows
+}
+
+/// The position of the first byte at or after `from` that is not ASCII. Skips ASCII a word at a time
+/// (`<[u8]>::is_ascii`), as most text is.
+fn next_non_ascii(bytes: &[u8], from: usize) -> Option<usize> {
+    const CHUNK: usize = 32;
+    let mut at = from;
+    while let Some(chunk) = bytes.get(at..at + CHUNK) {
+        if !chunk.is_ascii() {
+            break;
+        }
+        at += CHUNK;
+    }
+    bytes.get(at..)?.iter().position(|&b| b >= 0x80).map(|p| at + p)
 }
 
 fn is_word_char(c: char) -> bool {
@@ -206,58 +218,63 @@ impl PhraseSet {
         if self.part_lens.is_empty() {
             return false;
         }
-        let mut occ: Vec<Vec<usize>> = vec![Vec::new(); self.part_lens.len()];
-        let mut total = 0usize;
-        let mut complete = self
-            .ascii
-            .as_ref()
-            .is_none_or(|a| a.collect(text, 0, &mut occ, &mut total));
+        // One flat list of (part, start), sorted: a part's occurrences are then one ascending run, found
+        // by binary search, without a list per part to allocate on every scan.
+        let mut occ: Vec<(usize, usize)> = Vec::new();
+        let mut complete = self.ascii.as_ref().is_none_or(|a| a.collect(text, 0, &mut occ));
         if complete && let Some(a) = &self.other {
             // A part with non-ASCII bytes lies within its longest length of a non-ASCII byte, and each
             // occurrence is in exactly one of the (disjoint) windows: mostly-ASCII text costs little.
             for (s, e) in non_ascii_windows(text, self.other_max_len) {
-                if !a.collect(&text[s..e], s, &mut occ, &mut total) {
+                if !a.collect(&text[s..e], s, &mut occ) {
                     complete = false;
                     break;
                 }
             }
         }
         let truncated = !complete;
+        if occ.is_empty() {
+            return truncated;
+        }
+        occ.sort_unstable();
+        // `runs[p]..runs[p + 1]` is where part `p`'s occurrences lie in `occ`.
+        let mut runs = vec![0u32; self.part_lens.len() + 1];
+        for &(part, _) in &occ {
+            runs[part + 1] += 1;
+        }
+        for i in 1..runs.len() {
+            runs[i] += runs[i - 1];
+        }
         let bytes = text.as_bytes();
-        for (part, starts) in occ.iter().enumerate() {
+        for &(part, start) in &occ {
             let firsts = &self.by_first[part];
-            if firsts.is_empty() {
+            if firsts.is_empty() || !self.boundary_before(text, start) {
                 continue;
             }
-            for &start in starts {
-                if !self.boundary_before(text, start) {
-                    continue;
-                }
-                for &pi in firsts {
-                    let phrase = &self.phrases[pi];
-                    let mut end = start + self.part_lens[part];
-                    let mut ok = true;
-                    for &next in &phrase.parts[1..] {
-                        let cand = &occ[next];
-                        let idx = cand.partition_point(|&s| s < end);
-                        match cand.get(idx) {
-                            Some(&s) if s <= end + GAP => end = s + self.part_lens[next],
-                            _ => {
-                                ok = false;
-                                break;
-                            }
+            for &pi in firsts {
+                let phrase = &self.phrases[pi];
+                let mut end = start + self.part_lens[part];
+                let mut ok = true;
+                for &next in &phrase.parts[1..] {
+                    // The first occurrence of `next` starting at or after `end`.
+                    let run = &occ[runs[next] as usize..runs[next + 1] as usize];
+                    match run.get(run.partition_point(|&(_, s)| s < end)) {
+                        Some(&(_, s)) if s <= end + GAP => end = s + self.part_lens[next],
+                        _ => {
+                            ok = false;
+                            break;
                         }
                     }
-                    if ok && phrase.right_boundary && !self.boundary_after(bytes, text, end) {
-                        ok = false;
-                    }
-                    if ok {
-                        out.push(PhraseHit {
-                            phrase: pi,
-                            start,
-                            end,
-                        });
-                    }
+                }
+                if ok && phrase.right_boundary && !self.boundary_after(bytes, text, end) {
+                    ok = false;
+                }
+                if ok {
+                    out.push(PhraseHit {
+                        phrase: pi,
+                        start,
+                        end,
+                    });
                 }
             }
         }
