@@ -170,6 +170,12 @@ fn is_combining_latin_mark(c: char) -> bool {
     matches!(c, '\u{0300}'..='\u{036F}')
 }
 
+/// Marks and symbols dropped from the folded text: Arabic vowel marks and the tatweel (optional in writing,
+/// so they only split words), and emoji pictographs (dropped inside a word, `ig🙂nore`, they hide it).
+fn is_dropped(c: char) -> bool {
+    matches!(c, '\u{064B}'..='\u{065F}' | '\u{0670}' | '\u{0640}' | '\u{1F300}'..='\u{1FAFF}')
+}
+
 /// Cyrillic and Greek letters (lowercase) that render like Latin ones.
 fn homoglyph(c: char) -> char {
     match c {
@@ -220,7 +226,7 @@ fn fold_char(c: char, push: &mut impl FnMut(char)) {
         return;
     }
     let mut emit = |d: char| {
-        if is_combining_latin_mark(d) {
+        if is_combining_latin_mark(d) || is_dropped(d) {
             return;
         }
         for l in d.to_lowercase() {
