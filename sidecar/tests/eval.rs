@@ -20,11 +20,16 @@ struct Example {
 /// hold another labelled set, such as one written without looking at the rules, to the same thresholds.
 fn corpus_dir() -> String {
     std::env::var("AIRLOCK_EVAL_CORPUS")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus").to_string())
+        .ok()
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus").to_string())
 }
 
 fn corpus() -> Vec<Example> {
-    let dir = corpus_dir();
+    load(&corpus_dir())
+}
+
+fn load(dir: &str) -> Vec<Example> {
     let mut out = Vec::new();
     for file in ["attacks.jsonl", "negatives.jsonl"] {
         let text = std::fs::read_to_string(format!("{dir}/{file}")).unwrap();
@@ -142,5 +147,65 @@ fn corpus_meets_quality_thresholds() {
     assert!(
         code.recall() >= 0.90 && code.fpr() <= 0.02,
         "code below threshold: {code:?}"
+    );
+}
+
+/// The blind sets under `tests/heldout/`: each was written by a separate session that never saw the rules or
+/// the corpus, and was measured before any rule was changed for it (set 1: injection recall 0.37; set 2,
+/// after tuning on set 1: 0.56; set 3, after tuning on sets 1 and 2: 0.53). Sets 1 and 2 were then used for
+/// tuning; set 3 was not. They hold floors, not the targets, so that generalisation cannot silently
+/// regress. Their `dlp` labels count IP addresses inside URLs, which the engine reports as `url` only, so
+/// `dlp` is printed but not held to a floor.
+#[test]
+fn blind_sets_hold_their_floors() {
+    let engine = Engine::new(&EngineConfig::default()).unwrap();
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/heldout");
+    let categories = [Category::Injection, Category::Dlp, Category::Url, Category::Code];
+    let mut counts: Vec<Counts> = categories.iter().map(|_| Counts::default()).collect();
+    for set in ["set1", "set2", "set3"] {
+        for ex in load(&format!("{root}/{set}")) {
+            let result = engine.scan(&[Segment {
+                text: &ex.text,
+                source: ex.source,
+            }]);
+            for (c, count) in categories.iter().zip(counts.iter_mut()) {
+                let expected = ex.labels.iter().any(|l| l == c.as_str());
+                let hit = result.detections.iter().any(|d| d.category == *c);
+                match (expected, hit) {
+                    (true, true) => count.tp += 1,
+                    (false, true) => count.fp += 1,
+                    (true, false) => count.fn_ += 1,
+                    (false, false) => count.tn += 1,
+                }
+            }
+        }
+    }
+    println!("blind sets 1-3 together:");
+    for (c, k) in categories.iter().zip(&counts) {
+        println!(
+            "{:<10} tp {:>4} fp {:>4} fn {:>4} tn {:>4} precision {:.3} recall {:.3} fpr {:.3}",
+            c.as_str(),
+            k.tp,
+            k.fp,
+            k.fn_,
+            k.tn,
+            k.precision(),
+            k.recall(),
+            k.fpr()
+        );
+    }
+    let [inj, _, url, code] = [&counts[0], &counts[1], &counts[2], &counts[3]];
+    assert!(inj.tp + inj.fn_ >= 300, "blind sets missing");
+    assert!(
+        inj.recall() >= 0.80 && inj.fpr() <= 0.02,
+        "injection below its floor: {inj:?}"
+    );
+    assert!(
+        url.recall() >= 0.80 && url.fpr() <= 0.04,
+        "url below its floor: {url:?}"
+    );
+    assert!(
+        code.recall() >= 0.85 && code.fpr() <= 0.02,
+        "code below its floor: {code:?}"
     );
 }

