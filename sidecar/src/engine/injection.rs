@@ -284,15 +284,8 @@ const MIN_SPELLED: usize = 8;
 /// (no newline); the commonest separator joins letters and any other one separates words.
 fn spelled_runs(text: &str) -> Vec<(String, usize, usize)> {
     let mut out = Vec::new();
-    // Cheap test first: four single ASCII letters in a row, each followed by one separator byte.
-    let bytes = text.as_bytes();
-    let spelled_at = |i: usize| {
-        (0..4).all(|k| {
-            bytes.get(i + 2 * k).is_some_and(u8::is_ascii_alphanumeric)
-                && bytes.get(i + 2 * k + 1).is_some_and(|b| b" .-_*|/".contains(b))
-        })
-    };
-    if !(0..bytes.len()).any(spelled_at) {
+    // Cheap test first, one pass: four ASCII letters in a row, each followed by one separator byte.
+    if !may_be_spelled(text.as_bytes()) {
         return out;
     }
     let chars: Vec<(usize, char)> = text.char_indices().collect();
@@ -348,6 +341,26 @@ fn spelled_runs(text: &str) -> Vec<(String, usize, usize)> {
         i = j;
     }
     out
+}
+
+/// Whether `bytes` holds four `letter separator` pairs in a row, which every spelled run starts with.
+fn may_be_spelled(bytes: &[u8]) -> bool {
+    let sep = |b: u8| matches!(b, b' ' | b'.' | b'-' | b'_' | b'*' | b'|' | b'/');
+    let mut pairs = 0;
+    let mut i = 0;
+    while i + 1 < bytes.len() {
+        if bytes[i].is_ascii_alphanumeric() && sep(bytes[i + 1]) {
+            pairs += 1;
+            if pairs == 4 {
+                return true;
+            }
+            i += 2;
+        } else {
+            pairs = 0;
+            i += 1;
+        }
+    }
+    false
 }
 
 fn is_quoted(text: &str, start: usize, end: usize) -> bool {

@@ -5,6 +5,7 @@
 //! rules, even when it is also on the block list.
 
 use regex::Regex;
+use std::collections::HashMap;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use super::normalize::fold_phrase;
@@ -123,6 +124,35 @@ const PHISH_WORDS: &[&str] = &[
 /// TLDs that, as an inner label (`paypal.com.example.info`), make a host pose as another domain.
 const POSING_TLDS: &[&str] = &["com", "net", "org", "de", "fr", "gov", "edu", "co"];
 
+/// Brand name (the registrable label: `example` of `docs.example.co.uk`; at least three letters, not an
+/// everyday word) -> its domains.
+fn brands(config: &UrlConfig) -> HashMap<String, Vec<String>> {
+    let mut out: HashMap<String, Vec<String>> = HashMap::new();
+    let allow = config.allow_domains.iter().map(|d| normalize_domain(d));
+    for domain in allow.chain(WELL_KNOWN.iter().map(|d| (*d).to_string())) {
+        let Some(brand) = registrable_label(&domain).filter(|b| b.len() >= 3 && !GENERIC_BRANDS.contains(b))
+        else {
+            continue;
+        };
+        out.entry(brand.to_string()).or_default().push(domain.clone());
+    }
+    out
+}
+
+/// The label a domain is registered under: the one before the TLD, or before `co.uk`-style suffixes.
+fn registrable_label(domain: &str) -> Option<&str> {
+    let labels: Vec<&str> = domain.split('.').collect();
+    match labels.as_slice() {
+        [.., name, second, cc]
+            if cc.len() == 2 && ["co", "com", "net", "org", "gov", "ac", "edu"].contains(second) =>
+        {
+            Some(name)
+        }
+        [.., name, _tld] => Some(name),
+        _ => None,
+    }
+}
+
 /// A host label folded over the ASCII substitutions typosquats use (`paypa1`, `g00gle`, `arnazon`).
 fn ascii_skeleton(label: &str) -> String {
     let folded: String = label
@@ -142,8 +172,9 @@ fn ascii_skeleton(label: &str) -> String {
 
 /// An all-ASCII host posing as a well-known or allow-listed domain without being it: a brand spelled with
 /// look-alike characters (`micros0ft-login.com`), a brand next to a phishing word (`dhl-paket-zustellung.info`)
-/// or a whole domain used as a prefix of another one (`paypal.com.verify-account.info`).
-fn ascii_impersonation<'a>(host: &str, targets: impl Iterator<Item = &'a str>) -> Option<f32> {
+/// or a whole domain used as a prefix of another one (`paypal.com.verify-account.info`). `brands` maps each
+/// brand name (a target's first label) to its domains.
+fn ascii_impersonation(host: &str, brands: &HashMap<String, Vec<String>>) -> Option<f32> {
     let labels: Vec<&str> = host.split('.').collect();
     let (_, inner) = labels.split_last()?;
     let tokens: Vec<&str> = inner
@@ -156,22 +187,24 @@ fn ascii_impersonation<'a>(host: &str, targets: impl Iterator<Item = &'a str>) -
             .iter()
             .any(|l| POSING_TLDS.contains(l));
     let mut score: Option<f32> = posing.then_some(0.8);
-    for target in targets {
-        if is_domain_or_subdomain(host, target) {
+    for t in &tokens {
+        let (domains, spelled_alike) = match brands.get(*t) {
+            Some(d) => (d, false),
+            None if t.bytes().any(|b| b"013457".contains(&b)) || t.contains("rn") || t.contains("vv") => {
+                match brands.get(ascii_skeleton(t).as_str()) {
+                    Some(d) => (d, true),
+                    None => continue,
+                }
+            }
+            None => continue,
+        };
+        if domains.iter().any(|d| is_domain_or_subdomain(host, d)) {
             return None;
         }
-        let Some(brand) = target.split('.').next().filter(|b| b.len() >= 3) else {
-            continue;
-        };
-        if GENERIC_BRANDS.contains(&brand) {
-            continue;
-        }
-        for t in &tokens {
-            if *t != brand && ascii_skeleton(t) == brand {
-                score = Some(0.9);
-            } else if *t == brand && tokens.iter().any(|w| PHISH_WORDS.contains(w)) {
-                score = Some(score.map_or(0.8, |s| s.max(0.8)));
-            }
+        if spelled_alike {
+            score = Some(0.9);
+        } else if tokens.iter().any(|w| PHISH_WORDS.contains(w)) {
+            score = Some(score.map_or(0.8, |s| s.max(0.8)));
         }
     }
     score
@@ -184,6 +217,8 @@ pub(crate) struct UrlDetector {
     bare: Option<Regex>,
     allow: Vec<String>,
     block: Vec<String>,
+    /// Brand name -> domains, from the allow list and [`WELL_KNOWN`], for ASCII impersonation checks.
+    brands: HashMap<String, Vec<String>>,
 }
 
 fn normalize_domain(d: &str) -> String {
@@ -222,6 +257,7 @@ impl UrlDetector {
                 TLDS.join("|")
             ))
             .ok(),
+            brands: brands(config),
             allow: config.allow_domains.iter().map(|d| normalize_domain(d)).filter(|d| !d.is_empty()).collect(),
             block: config.block_domains.iter().map(|d| normalize_domain(d)).filter(|d| !d.is_empty()).collect(),
         }
@@ -405,12 +441,7 @@ impl UrlDetector {
     fn lookalike(&self, host: &str) -> Option<f32> {
         // Printable ASCII without punycode folds to itself: only ASCII tricks can make it imitate a brand.
         if host.bytes().all(|b| b.is_ascii_graphic()) && !host.split('.').any(|l| l.starts_with("xn--")) {
-            let targets = self
-                .allow
-                .iter()
-                .map(String::as_str)
-                .chain(WELL_KNOWN.iter().copied());
-            return ascii_impersonation(host, targets);
+            return ascii_impersonation(host, &self.brands);
         }
         let unicode = if host.split('.').any(|l| l.starts_with("xn--")) {
             let (u, res) = idna::domain_to_unicode(host);
@@ -579,6 +610,22 @@ mod tests {
         ] {
             assert!(default_flags(t).is_empty(), "{t}: {:?}", default_flags(t));
         }
+    }
+
+    #[test]
+    fn allow_listed_domains_are_impersonated_by_their_registrable_name() {
+        let cfg = UrlConfig {
+            allow_domains: vec!["www.acmebank.co.uk".into(), "api.example.com".into()],
+            block_domains: vec![],
+        };
+        let d = |t| flags(&cfg, t).into_iter().map(|(d, _)| d).collect::<Vec<_>>();
+        assert_eq!(d("https://acmebank-login.com/"), ["url.lookalike"]);
+        assert_eq!(d("https://acrnebank.co.uk/"), ["url.lookalike"]);
+        assert!(
+            d("https://www.secure-shop.com/login").is_empty(),
+            "www is no brand"
+        );
+        assert!(d("https://api-status-check.io/").is_empty(), "api is no brand");
     }
 
     #[test]
