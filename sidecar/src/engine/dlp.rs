@@ -177,6 +177,7 @@ impl Dlp {
                 });
                 if (8..=15).contains(&digits)
                     && !glued
+                    && !continues_digit_groups(text, m.start(), m.start() + s.len())
                     && !covered(out, m.start(), m.start() + s.len())
                     && !looks_like_date(s)
                 {
@@ -312,6 +313,18 @@ fn tail(text: &str, max: usize) -> &str {
 /// The character right before or after the span matches `glue` (the match is part of something longer).
 fn neighbours(text: &str, start: usize, end: usize, glue: impl Fn(char) -> bool) -> bool {
     text[..start].chars().next_back().is_some_and(&glue) || text[end..].chars().next().is_some_and(&glue)
+}
+
+/// The span is the tail or the head of a longer run of digit groups (`4532 0198 7654 3217` failing Luhn,
+/// `DE51 5001 0517 …` failing mod-97): a number of another kind, not a phone number.
+fn continues_digit_groups(text: &str, start: usize, end: usize) -> bool {
+    let before = text[..start]
+        .strip_suffix(' ')
+        .is_some_and(|t| t.ends_with(|c: char| c.is_ascii_digit()));
+    let after = text[end..]
+        .strip_prefix(' ')
+        .is_some_and(|t| t.starts_with(|c: char| c.is_ascii_digit()));
+    before || after
 }
 
 /// The position is inside a URL token; URL hosts and credentials belong to the `url` detector.
@@ -581,6 +594,19 @@ mod tests {
         ));
         assert!(!valid_iban("GB82WEST12345698765433"));
         assert!(!valid_iban("DE8937040044053201300"));
+    }
+
+    #[test]
+    fn digit_groups_of_a_failed_card_or_iban_are_not_a_phone_number() {
+        let none = |t: &str| {
+            let mut out = Vec::new();
+            Dlp::new(&DlpConfig::default())
+                .unwrap()
+                .detect(t, &mut out, &Budget::unlimited());
+            assert!(out.is_empty(), "{t}: {out:?}");
+        };
+        none("My card number 4532 0198 7654 3217 keeps getting rejected as invalid.");
+        none("The form rejects DE51 5001 0517 5407 3249 31 with 'invalid check digits'.");
     }
 
     #[test]

@@ -388,7 +388,13 @@ fn high_entropy(value: &str) -> bool {
         "self.",
         "none",
     ];
-    if PLACEHOLDERS.iter().any(|p| lower.contains(p)) || lower.starts_with('$') || lower.starts_with('%') {
+    // A link after `password:` in prose ("keep your current password: https://…") is not a password.
+    let link = lower.starts_with("http://") || lower.starts_with("https://");
+    if link
+        || PLACEHOLDERS.iter().any(|p| lower.contains(p))
+        || lower.starts_with('$')
+        || lower.starts_with('%')
+    {
         return false;
     }
     let classes = [
@@ -556,6 +562,7 @@ mod tests {
             "secret: changeme123",
             "The password must contain 12 characters.",
             "password=aaaaaaaaaaaa",
+            "Keep your current password: https://account.example.com/owa/keep",
         ] {
             assert!(found(t).is_empty(), "{t}: {:?}", found(t));
         }
