@@ -135,6 +135,21 @@ const SPECS: &[Spec] = &[
     ),
     (
         "code.encoded_powershell",
+        0.85,
+        r"[\x22']i[\x22']\s*\+\s*[\x22']ex[\x22']|[\x22']down[\x22']\s*\+\s*[\x22']load|[\x22']net\.[\x22']\s*\+\s*[\x22']web|[\x22']invoke-[\x22']\s*\+\s*[\x22']expression",
+        &[
+            "'i'",
+            "\"i\"",
+            "'down'",
+            "\"down\"",
+            "'net.'",
+            "\"net.\"",
+            "'invoke-'",
+            "\"invoke-\"",
+        ],
+    ),
+    (
+        "code.encoded_powershell",
         0.7,
         r"(?-u:\b)(?:powershell|pwsh)(?:\.exe)?(?-u:\b)(?-u:[^\n]){0,200}-(?:w|window|windowstyle)\s+hidden(?-u:[^\n]){0,200}-(?:nop|noprofile|exec|executionpolicy)",
         &["hidden"],
@@ -434,6 +449,10 @@ mod tests {
     fn backdoors_and_exfiltration() {
         for (text, want) in [
             ("<?php system($_REQUEST['cmd']); ?>", "code.backdoor"),
+            (
+                "$a='Down'+'load'+'String';$w=New-Object ('Net.'+'Web'+'Client');&('I'+'EX') $s",
+                "code.encoded_powershell",
+            ),
             (
                 "<% Runtime.getRuntime().exec(request.getParameter(\"c\")); %>",
                 "code.backdoor",
