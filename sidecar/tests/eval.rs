@@ -72,19 +72,20 @@ impl Counts {
     }
 }
 
-#[test]
-fn corpus_meets_quality_thresholds() {
+const CATEGORIES: [Category; 4] = [Category::Injection, Category::Dlp, Category::Url, Category::Code];
+
+/// Scans every example with the default engine: counts per category (in [`CATEGORIES`] order) and one
+/// line per false positive or false negative.
+fn evaluate(examples: &[Example]) -> ([Counts; 4], Vec<String>) {
     let engine = Engine::new(&EngineConfig::default()).unwrap();
-    let examples = corpus();
-    let categories = [Category::Injection, Category::Dlp, Category::Url, Category::Code];
-    let mut counts: Vec<Counts> = categories.iter().map(|_| Counts::default()).collect();
+    let mut counts: [Counts; 4] = Default::default();
     let mut mistakes = Vec::new();
-    for ex in &examples {
+    for ex in examples {
         let result = engine.scan(&[Segment {
             text: &ex.text,
             source: ex.source,
         }]);
-        for (c, count) in categories.iter().zip(counts.iter_mut()) {
+        for (c, count) in CATEGORIES.iter().zip(counts.iter_mut()) {
             let expected = ex.labels.iter().any(|l| l == c.as_str());
             let hits: Vec<&str> = result
                 .detections
@@ -106,12 +107,16 @@ fn corpus_meets_quality_thresholds() {
             }
         }
     }
-    println!("corpus: {} examples in {}", examples.len(), corpus_dir());
+    (counts, mistakes)
+}
+
+fn print_table(title: &str, counts: &[Counts; 4]) {
+    println!("{title}");
     println!(
         "{:<10} {:>4} {:>4} {:>4} {:>4} {:>9} {:>7} {:>6}",
         "category", "tp", "fp", "fn", "tn", "precision", "recall", "fpr"
     );
-    for (c, k) in categories.iter().zip(&counts) {
+    for (c, k) in CATEGORIES.iter().zip(counts) {
         println!(
             "{:<10} {:>4} {:>4} {:>4} {:>4} {:>9.3} {:>7.3} {:>6.3}",
             c.as_str(),
@@ -124,6 +129,16 @@ fn corpus_meets_quality_thresholds() {
             k.fpr()
         );
     }
+}
+
+#[test]
+fn corpus_meets_quality_thresholds() {
+    let examples = corpus();
+    let (counts, mistakes) = evaluate(&examples);
+    print_table(
+        &format!("corpus: {} examples in {}", examples.len(), corpus_dir()),
+        &counts,
+    );
     for m in &mistakes {
         println!("{m}");
     }
@@ -158,42 +173,13 @@ fn corpus_meets_quality_thresholds() {
 /// `dlp` is printed but not held to a floor.
 #[test]
 fn blind_sets_hold_their_floors() {
-    let engine = Engine::new(&EngineConfig::default()).unwrap();
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/heldout");
-    let categories = [Category::Injection, Category::Dlp, Category::Url, Category::Code];
-    let mut counts: Vec<Counts> = categories.iter().map(|_| Counts::default()).collect();
-    for set in ["set1", "set2", "set3"] {
-        for ex in load(&format!("{root}/{set}")) {
-            let result = engine.scan(&[Segment {
-                text: &ex.text,
-                source: ex.source,
-            }]);
-            for (c, count) in categories.iter().zip(counts.iter_mut()) {
-                let expected = ex.labels.iter().any(|l| l == c.as_str());
-                let hit = result.detections.iter().any(|d| d.category == *c);
-                match (expected, hit) {
-                    (true, true) => count.tp += 1,
-                    (false, true) => count.fp += 1,
-                    (true, false) => count.fn_ += 1,
-                    (false, false) => count.tn += 1,
-                }
-            }
-        }
-    }
-    println!("blind sets 1-3 together:");
-    for (c, k) in categories.iter().zip(&counts) {
-        println!(
-            "{:<10} tp {:>4} fp {:>4} fn {:>4} tn {:>4} precision {:.3} recall {:.3} fpr {:.3}",
-            c.as_str(),
-            k.tp,
-            k.fp,
-            k.fn_,
-            k.tn,
-            k.precision(),
-            k.recall(),
-            k.fpr()
-        );
-    }
+    let examples: Vec<Example> = ["set1", "set2", "set3"]
+        .iter()
+        .flat_map(|set| load(&format!("{root}/{set}")))
+        .collect();
+    let (counts, _) = evaluate(&examples);
+    print_table("blind sets 1-3 together:", &counts);
     let [inj, _, url, code] = [&counts[0], &counts[1], &counts[2], &counts[3]];
     assert!(inj.tp + inj.fn_ >= 300, "blind sets missing");
     assert!(
