@@ -14,6 +14,7 @@ mod dlp;
 mod error;
 mod injection;
 mod intern;
+mod lanes;
 mod mask;
 pub mod normalize;
 mod phrases;
@@ -433,7 +434,7 @@ pub(crate) fn intern_anchors(anchors: &mut Vec<&'static str>, literals: &[&'stat
 /// first, then secrets anchors.
 #[derive(Debug)]
 struct AnchorPass {
-    ac: aho_corasick::AhoCorasick,
+    ac: aho_corasick::dfa::DFA,
     code: usize,
     secrets: usize,
 }
@@ -466,11 +467,8 @@ impl AnchorPass {
 /// A DFA over prefilter literals (one table step per byte; small, as the literals are ASCII).
 fn anchor_automaton<'a>(
     literals: impl IntoIterator<Item = &'a &'static str>,
-) -> Option<aho_corasick::AhoCorasick> {
-    aho_corasick::AhoCorasickBuilder::new()
-        .kind(Some(aho_corasick::AhoCorasickKind::DFA))
-        .build(literals)
-        .ok()
+) -> Option<aho_corasick::dfa::DFA> {
+    lanes::build(literals).ok()
 }
 
 /// Whether any of a rule's anchors was seen; an anchor the pass has no answer for counts as seen, so a
@@ -491,19 +489,18 @@ pub(crate) fn anchors_in(anchors: &[&'static str], folded: &str) -> Vec<bool> {
 /// Which of the `anchor_count` prefilter literals occur in `text`: one overlapping pass of the automaton,
 /// stopping early once every literal has been seen. Rules whose anchors are all absent are skipped without
 /// running their regex.
-fn anchors_seen(prefilter: &aho_corasick::AhoCorasick, text: &str, anchor_count: usize) -> Vec<bool> {
+fn anchors_seen(prefilter: &aho_corasick::dfa::DFA, text: &str, anchor_count: usize) -> Vec<bool> {
     let mut seen = vec![false; anchor_count];
     let mut remaining = anchor_count;
-    for m in prefilter.find_overlapping_iter(text) {
-        let i = m.pattern().as_usize();
-        if !seen[i] {
-            seen[i] = true;
+    lanes::for_each_match(prefilter, text.as_bytes(), |i, _| {
+        if let Some(s) = seen.get_mut(i)
+            && !*s
+        {
+            *s = true;
             remaining -= 1;
-            if remaining == 0 {
-                break;
-            }
         }
-    }
+        remaining > 0
+    });
     seen
 }
 

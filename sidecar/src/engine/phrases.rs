@@ -2,6 +2,7 @@
 //! finds every phrase *part*; phrases with gaps (`ignore * previous * instructions`) are then confirmed by
 //! chaining part occurrences that start within [`GAP`] bytes of each other.
 
+use super::lanes;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
 use std::collections::HashMap;
 
@@ -16,7 +17,8 @@ pub const MAX_PART_HITS: usize = 50_000;
 
 #[derive(Debug)]
 struct Phrase {
-    parts: Vec<usize>,
+    /// Where the phrase's part ids lie in [`PhraseSet::part_ids`].
+    parts: std::ops::Range<u32>,
     right_boundary: bool,
 }
 
@@ -30,10 +32,16 @@ pub struct PhraseSet {
     /// byte classes takes megabytes. It searches only windows around non-ASCII bytes.
     other: Option<Automaton>,
     phrases: Vec<Phrase>,
+    /// Every phrase's part ids, one after another.
+    part_ids: Vec<u32>,
     /// The longest part `other` holds, in bytes.
     other_max_len: usize,
-    /// Phrases whose first part is the given part.
-    by_first: Vec<Vec<usize>>,
+    /// Phrases whose first part is part `p`: `first_of[by_first[p]..by_first[p + 1]]`, one flat list
+    /// rather than a list per part, since the chaining loop reads it for every occurrence.
+    by_first: Vec<u32>,
+    /// (phrase, its second part or `u32::MAX`): most phrases are ruled out by their second part's absence
+    /// without reading the phrase.
+    first_of: Vec<(u32, u32)>,
     part_lens: Vec<usize>,
     /// The folded parts, kept for [`PhraseSet::as_regexes`].
     parts: Vec<Box<str>>,
@@ -42,8 +50,15 @@ pub struct PhraseSet {
 /// One automaton over some of the parts, and the part id of each of its patterns.
 #[derive(Debug)]
 struct Automaton {
-    ac: AhoCorasick,
+    search: Search,
     parts: Vec<usize>,
+}
+
+/// A DFA, searched in interleaved lanes (see [`lanes`]), or a compact NFA.
+#[derive(Debug)]
+enum Search {
+    Dfa(Box<aho_corasick::dfa::DFA>),
+    Nfa(AhoCorasick),
 }
 
 impl Automaton {
@@ -55,24 +70,44 @@ impl Automaton {
         if ids.is_empty() {
             return Ok(None);
         }
-        let ac = AhoCorasickBuilder::new()
-            .match_kind(MatchKind::Standard)
-            .kind(Some(kind))
-            .build(ids.iter().map(|&i| patterns[i]))?;
-        Ok(Some(Automaton { ac, parts: ids }))
+        let search = if kind == AhoCorasickKind::DFA {
+            Search::Dfa(Box::new(lanes::build(ids.iter().map(|&i| patterns[i]))?))
+        } else {
+            Search::Nfa(
+                AhoCorasickBuilder::new()
+                    .match_kind(MatchKind::Standard)
+                    .kind(Some(kind))
+                    .build(ids.iter().map(|&i| patterns[i]))?,
+            )
+        };
+        Ok(Some(Automaton { search, parts: ids }))
     }
 
-    /// Appends `(part, start)` for each part occurrence in `text` (which begins at byte `base` of the
-    /// scanned text) to `occ`; returns `false` once `occ` holds [`MAX_PART_HITS`].
-    fn collect(&self, text: &str, base: usize, occ: &mut Vec<(usize, usize)>) -> bool {
-        for m in self.ac.find_overlapping_iter(text) {
-            occ.push((self.parts[m.pattern().as_usize()], base + m.start()));
-            if occ.len() >= MAX_PART_HITS {
-                return false;
-            }
+    /// Appends each part occurrence in `text` (which begins at byte `base` of the scanned text) to `occ`,
+    /// packed by [`occurrence`]; returns `false` once `occ` holds [`MAX_PART_HITS`].
+    fn collect(&self, text: &str, base: usize, occ: &mut Vec<u64>) -> bool {
+        let mut push = |pattern: usize, start: usize| {
+            occ.push(occurrence(self.parts[pattern], base + start));
+            occ.len() < MAX_PART_HITS
+        };
+        match &self.search {
+            Search::Dfa(dfa) => lanes::for_each_match(dfa, text.as_bytes(), push),
+            Search::Nfa(ac) => ac
+                .find_overlapping_iter(text)
+                .all(|m| push(m.pattern().as_usize(), m.start())),
         }
-        true
     }
+}
+
+/// A part occurrence as one integer, the part id in the high half and the start in the low half, so that
+/// sorting them is sorting by (part, start). [`PhraseSet::find`] searches at most the first 4 GiB of a text.
+fn occurrence(part: usize, start: usize) -> u64 {
+    ((part as u64) << 32) | (start as u64 & 0xFFFF_FFFF)
+}
+
+/// The (part, start) of an [`occurrence`].
+fn unpack(occurrence: u64) -> (usize, usize) {
+    ((occurrence >> 32) as usize, (occurrence & 0xFFFF_FFFF) as usize)
 }
 
 /// One confirmed phrase occurrence in the scanned text.
@@ -148,25 +183,38 @@ impl PhraseSet {
         let mut ids: HashMap<&str, usize> = HashMap::new();
         let mut patterns: Vec<&str> = Vec::new();
         let mut compiled = Vec::with_capacity(phrases.len());
+        let mut part_ids: Vec<u32> = Vec::new();
         for (parts, right_boundary) in phrases {
-            let mut ps = Vec::with_capacity(parts.len());
+            let from = part_ids.len() as u32;
             for p in parts {
                 let id = *ids.entry(p.as_str()).or_insert_with(|| {
                     patterns.push(p.as_str());
                     patterns.len() - 1
                 });
-                ps.push(id);
+                part_ids.push(id as u32);
             }
             compiled.push(Phrase {
-                parts: ps,
+                parts: from..part_ids.len() as u32,
                 right_boundary: *right_boundary,
             });
         }
-        let mut by_first = vec![Vec::new(); patterns.len()];
+        let mut lists = vec![Vec::new(); patterns.len()];
         for (i, p) in compiled.iter().enumerate() {
-            if let Some(&first) = p.parts.first() {
-                by_first[first].push(i);
+            if !p.parts.is_empty() {
+                let second = if p.parts.len() > 1 {
+                    part_ids[p.parts.start as usize + 1]
+                } else {
+                    u32::MAX
+                };
+                lists[part_ids[p.parts.start as usize] as usize].push((i as u32, second));
             }
+        }
+        let mut by_first = Vec::with_capacity(lists.len() + 1);
+        by_first.push(0);
+        let mut first_of = Vec::new();
+        for l in lists {
+            first_of.extend(l);
+            by_first.push(first_of.len() as u32);
         }
         let part_lens = patterns.iter().map(|p| p.len()).collect();
         let parts = patterns.iter().map(|p| Box::from(*p)).collect();
@@ -184,7 +232,9 @@ impl PhraseSet {
             ascii: Automaton::build(&patterns, ascii, ascii_kind)?,
             other: Automaton::build(&patterns, other, AhoCorasickKind::ContiguousNFA)?,
             phrases: compiled,
+            part_ids,
             by_first,
+            first_of,
             part_lens,
             parts,
         })
@@ -195,7 +245,7 @@ impl PhraseSet {
     pub fn ascii_is_dfa(&self) -> bool {
         self.ascii
             .as_ref()
-            .is_some_and(|a| a.ac.kind() == AhoCorasickKind::DFA)
+            .is_some_and(|a| matches!(a.search, Search::Dfa(_)))
     }
 
     /// Each phrase as a standalone case-insensitive regex (parts joined by a gap of up to [`GAP`]
@@ -205,7 +255,10 @@ impl PhraseSet {
         self.phrases
             .iter()
             .map(|p| {
-                let body: Vec<String> = p.parts.iter().map(|&i| regex::escape(&self.parts[i])).collect();
+                let body: Vec<String> = self.part_ids[p.parts.start as usize..p.parts.end as usize]
+                    .iter()
+                    .map(|&i| regex::escape(&self.parts[i as usize]))
+                    .collect();
                 let boundary = if p.right_boundary { r"\b" } else { "" };
                 format!("(?is){}{boundary}", body.join(&format!(".{{0,{GAP}}}")))
             })
@@ -220,7 +273,19 @@ impl PhraseSet {
         }
         // One flat list of (part, start), sorted: a part's occurrences are then one ascending run, found
         // by binary search, without a list per part to allocate on every scan.
-        let mut occ: Vec<(usize, usize)> = Vec::new();
+        // Texts are far smaller than the 4 GiB an occurrence can address (see `Limits`); past it, matching
+        // stops there and the result says it is partial.
+        let cut = text.len() > u32::MAX as usize;
+        let text = if cut {
+            let mut end = u32::MAX as usize;
+            while !text.is_char_boundary(end) {
+                end -= 1;
+            }
+            &text[..end]
+        } else {
+            text
+        };
+        let mut occ: Vec<u64> = Vec::new();
         let mut complete = self.ascii.as_ref().is_none_or(|a| a.collect(text, 0, &mut occ));
         if complete && let Some(a) = &self.other {
             // A part with non-ASCII bytes lies within its longest length of a non-ASCII byte, and each
@@ -232,34 +297,43 @@ impl PhraseSet {
                 }
             }
         }
-        let truncated = !complete;
+        let truncated = !complete || cut;
         if occ.is_empty() {
             return truncated;
         }
         occ.sort_unstable();
         // `runs[p]..runs[p + 1]` is where part `p`'s occurrences lie in `occ`.
         let mut runs = vec![0u32; self.part_lens.len() + 1];
-        for &(part, _) in &occ {
-            runs[part + 1] += 1;
+        for &o in &occ {
+            runs[unpack(o).0 + 1] += 1;
         }
         for i in 1..runs.len() {
             runs[i] += runs[i - 1];
         }
         let bytes = text.as_bytes();
-        for &(part, start) in &occ {
-            let firsts = &self.by_first[part];
+        for &o in &occ {
+            let (part, start) = unpack(o);
+            let firsts = &self.first_of[self.by_first[part] as usize..self.by_first[part + 1] as usize];
             if firsts.is_empty() || !self.boundary_before(text, start) {
                 continue;
             }
-            for &pi in firsts {
+            for &(pi, second) in firsts {
+                if second != u32::MAX && runs[second as usize] == runs[second as usize + 1] {
+                    continue;
+                }
+                let pi = pi as usize;
                 let phrase = &self.phrases[pi];
                 let mut end = start + self.part_lens[part];
                 let mut ok = true;
-                for &next in &phrase.parts[1..] {
+                for &next in &self.part_ids[phrase.parts.start as usize + 1..phrase.parts.end as usize] {
+                    let next = next as usize;
                     // The first occurrence of `next` starting at or after `end`.
                     let run = &occ[runs[next] as usize..runs[next + 1] as usize];
-                    match run.get(run.partition_point(|&(_, s)| s < end)) {
-                        Some(&(_, s)) if s <= end + GAP => end = s + self.part_lens[next],
+                    match run
+                        .get(run.partition_point(|&o| unpack(o).1 < end))
+                        .map(|&o| unpack(o).1)
+                    {
+                        Some(s) if s <= end + GAP => end = s + self.part_lens[next],
                         _ => {
                             ok = false;
                             break;

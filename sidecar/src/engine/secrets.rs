@@ -5,10 +5,19 @@
 //! anchor does not occur, so clean text costs one Aho-Corasick pass.
 
 use base64::Engine as _;
-use regex::bytes::Regex;
+use regex::bytes::{Captures, Regex};
 
 use super::scan::{Budget, Finding};
+use super::window::Windows;
 use super::{Category, DlpConfig, SecretType};
+
+/// A generic assignment's name, optional quote and whitespace lie within this many bytes before its `=`
+/// or `:` (the longest name is 17 bytes, then a quote and up to eight whitespace chars of up to 3 bytes).
+const ASSIGNMENT_BEFORE: usize = 48;
+/// The operator's rest, whitespace and opening quote lie within this many bytes after its first byte; the
+/// value holds no ASCII whitespace, so the window's run on to the next whitespace covers it (see
+/// [`Windows::around`]).
+const ASSIGNMENT_AFTER: usize = 32;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Check {
@@ -28,6 +37,9 @@ struct Rule {
     score: f32,
     check: Check,
     anchors: Vec<usize>,
+    /// Confirmed only in windows around `=` and `:` (every match holds one), not over the whole text:
+    /// its anchors (`key`, `token`, `pass`...) are common words, so they rarely rule the text out.
+    around_assignment: bool,
 }
 
 #[derive(Debug)]
@@ -232,7 +244,7 @@ const SPECS: &[Spec] = &[
     (
         SecretType::GenericAssignment,
         "secret.generic_assignment",
-        r#"(?i)(?-u:\b)(?:password|passwd|pwd|passphrase|secret|secret[_-]?key|client[_-]?secret|api[_-]?key|apikey|api[_-]?token|access[_-]?token|auth[_-]?token|private[_-]?key|token|credentials?|db[_-]?pass(?:word)?)["']?\s*(?:=|:|=>|:=)\s*["'`]?((?-u:[^\s"'`,;]){8,200})"#,
+        r#"(?i)(?-u:\b)(?:password|passwd|pwd|passphrase|secret|secret[_-]?key|client[_-]?secret|api[_-]?key|apikey|api[_-]?token|access[_-]?token|auth[_-]?token|private[_-]?key|token|credentials?|db[_-]?pass(?:word)?)["']?\s{0,8}(?:=>|:=|=|:)\s{0,8}["'`]?((?-u:[^\s"'`,;]){8,200})"#,
         1,
         0.85,
         Check::Entropy,
@@ -260,6 +272,7 @@ impl Secrets {
                 score,
                 check,
                 anchors: ids,
+                around_assignment: kind == SecretType::GenericAssignment,
             });
         }
         Secrets {
@@ -283,11 +296,21 @@ impl Secrets {
     /// Finds secrets in `text`; `seen` says which of [`Secrets::anchors`] occur in its folded view (each
     /// anchor is ASCII and folds to itself, so one that occurs in `text` in any case occurs there).
     pub(crate) fn detect(&self, text: &str, seen: &[bool], out: &mut Vec<Finding>, budget: &Budget) {
+        let mut assignments: Option<Windows> = None;
         for rule in &self.rules {
             if !super::any_seen(&rule.anchors, seen) {
                 continue;
             }
-            for c in rule.regex.captures_iter(text.as_bytes()) {
+            let found: Box<dyn Iterator<Item = Captures<'_>>> = if rule.around_assignment {
+                let windows = assignments.get_or_insert_with(|| {
+                    let ops = memchr::memchr2_iter(b'=', b':', text.as_bytes());
+                    Windows::around(text, ops, ASSIGNMENT_BEFORE, ASSIGNMENT_AFTER)
+                });
+                Box::new(windows.captures_iter_bytes(&rule.regex, text))
+            } else {
+                Box::new(rule.regex.captures_iter(text.as_bytes()))
+            };
+            for c in found {
                 if out.len() >= budget.findings_left {
                     return;
                 }
@@ -566,6 +589,78 @@ mod tests {
         ] {
             assert!(found(t).is_empty(), "{t}: {:?}", found(t));
         }
+    }
+
+    #[test]
+    fn assignments_are_found_with_spacing_and_wide_whitespace() {
+        let value = "Xk9#mQ2$vL8pR4wZ";
+        for t in [
+            format!("password   =   {value}"),
+            format!("client_secret\u{3000}:\u{3000}'{value}'"),
+            format!("{}db_password => \"{value}\"", "x ".repeat(600)),
+            format!("access-token:={value}"),
+        ] {
+            finds(&t, "secret.generic_assignment", value);
+        }
+    }
+
+    /// The generic assignment rule is confirmed in windows around `=` and `:`; it must find exactly what a
+    /// search of the whole text finds.
+    #[test]
+    fn assignment_windows_find_exactly_what_the_whole_text_does() {
+        const PIECES: &[&str] = &[
+            "password",
+            "PASSWD",
+            "client-secret",
+            "api_key",
+            "Token",
+            "credentials",
+            "db_pass",
+            "secret_key",
+            "=",
+            ":",
+            "=>",
+            ":=",
+            "\"",
+            "'",
+            "`",
+            " ",
+            "   ",
+            "\t",
+            "\n",
+            "\u{3000}",
+            "\u{a0}",
+            ",",
+            ";",
+            "Xk9#mQ2$vL8pR4wZ",
+            "a8f5f167f44f4964e6c998dee827110c",
+            "é",
+            "x",
+            "passwordpassword",
+        ];
+        let rule = Secrets::new(&DlpConfig::default())
+            .rules
+            .into_iter()
+            .find(|r| r.around_assignment)
+            .unwrap();
+        let spans = |found: &mut dyn Iterator<Item = Captures<'_>>| -> Vec<(usize, usize)> {
+            found
+                .map(|c| c.get(1).map(|m| (m.start(), m.end())).unwrap())
+                .collect()
+        };
+        bolero::check!()
+            .with_test_time(std::time::Duration::from_secs(2))
+            .for_each(|bytes: &[u8]| {
+                let text: String = bytes
+                    .iter()
+                    .map(|&b| PIECES[usize::from(b) % PIECES.len()])
+                    .collect();
+                let ops = memchr::memchr2_iter(b'=', b':', text.as_bytes());
+                let windows = Windows::around(&text, ops, ASSIGNMENT_BEFORE, ASSIGNMENT_AFTER);
+                let windowed = spans(&mut windows.captures_iter_bytes(&rule.regex, &text));
+                let whole = spans(&mut rule.regex.captures_iter(text.as_bytes()));
+                assert_eq!(windowed, whole, "{text:?}");
+            });
     }
 
     #[test]

@@ -155,6 +155,22 @@ impl Windows {
         )
     }
 
+    /// Like [`Windows::captures_iter`], with a byte regex.
+    pub(crate) fn captures_iter_bytes<'a, 't>(
+        &'a self,
+        re: &'a regex::bytes::Regex,
+        text: &'t str,
+    ) -> impl Iterator<Item = regex::bytes::Captures<'t>> + 'a
+    where
+        't: 'a,
+    {
+        self.search(
+            text,
+            move |hay, pos| re.captures_at(hay.as_bytes(), pos),
+            |c| c.get(0).map(|m| (m.start(), m.end())),
+        )
+    }
+
     /// Runs `at` (a search from a position in a haystack cut at the window's end) repeatedly through each
     /// window; `span` gives a result's match bounds.
     fn search<'a, 't, T: 'a>(
