@@ -10,14 +10,15 @@
 
 use aho_corasick::automaton::Automaton as _;
 use aho_corasick::dfa::DFA;
-use aho_corasick::{Anchored, MatchKind};
+use aho_corasick::{Anchored, MatchKind, StartKind};
 
 /// Lanes stepped together. Four measured fastest on the injection phrases (two and eight were slower).
 const LANES: usize = 4;
 /// Texts shorter than this are searched in one lane: the lanes' overlaps would cost more than they save.
 const MIN_LANED_LEN: usize = 512;
 
-/// A DFA for overlapping search: standard match semantics, no prefilter (the lanes step every byte).
+/// A DFA for overlapping search: standard match semantics, unanchored starts only (a DFA with both kinds
+/// holds two tables), no prefilter (the lanes step every byte).
 pub(crate) fn build<I, P>(patterns: I) -> Result<DFA, aho_corasick::BuildError>
 where
     I: IntoIterator<Item = P>,
@@ -25,6 +26,7 @@ where
 {
     aho_corasick::dfa::Builder::new()
         .match_kind(MatchKind::Standard)
+        .start_kind(StartKind::Unanchored)
         .prefilter(false)
         .build(patterns)
 }
