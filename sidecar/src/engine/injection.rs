@@ -369,7 +369,41 @@ fn spelled_runs(text: &str) -> Vec<(String, usize, usize)> {
 
 /// Whether `bytes` holds four `letter separator` pairs in a row, which every spelled run starts with.
 fn may_be_spelled(bytes: &[u8]) -> bool {
-    let sep = |b: u8| matches!(b, b' ' | b'.' | b'-' | b'_' | b'*' | b'|' | b'/');
+    // Blocks of 64 bytes, each read as two bit masks (alphanumeric, separator) by branch-free loops the
+    // compiler vectorises; a pair starts at bit i when i is alphanumeric and i + 1 a separator, and four
+    // pairs in a row are bits i, i + 2, i + 4 and i + 6. Blocks overlap by 8 bytes, so a run across a
+    // block's end is whole in the next block.
+    const BLOCK: usize = 64;
+    const STEP: usize = BLOCK - 8;
+    let mut at = 0;
+    while at + 1 < bytes.len() {
+        let block = &bytes[at..(at + BLOCK).min(bytes.len())];
+        let (mut alnum, mut sep) = (0u64, 0u64);
+        for (j, &b) in block.iter().enumerate() {
+            alnum |= u64::from(b.is_ascii_alphanumeric()) << j;
+            sep |= u64::from(is_spelling_separator(b)) << j;
+        }
+        let pairs = alnum & (sep >> 1);
+        if pairs & (pairs >> 2) & (pairs >> 4) & (pairs >> 6) != 0 {
+            return true;
+        }
+        if block.len() < BLOCK {
+            break;
+        }
+        at += STEP;
+    }
+    false
+}
+
+/// A byte that may separate the letters of spelled-out text (`i g n o r e`, `d.i.s.r.e.g.a.r.d`).
+fn is_spelling_separator(b: u8) -> bool {
+    matches!(b, b' ' | b'.' | b'-' | b'_' | b'*' | b'|' | b'/')
+}
+
+/// [`may_be_spelled`] one byte at a time: the reference its property test compares with.
+#[cfg(test)]
+fn may_be_spelled_bytewise(bytes: &[u8]) -> bool {
+    let sep = is_spelling_separator;
     let mut pairs = 0;
     let mut i = 0;
     while i + 1 < bytes.len() {
@@ -473,6 +507,22 @@ fn carries_data(url: &str) -> bool {
 mod tests {
     use super::*;
     use crate::engine::normalize::normalize;
+
+    #[test]
+    fn the_block_test_for_spelled_text_agrees_with_the_bytewise_one() {
+        bolero::check!().for_each(|bytes: &[u8]| {
+            // A small alphabet of letters and separators, so runs of pairs are common at every offset.
+            let text: Vec<u8> = bytes.iter().map(|&b| b"a1 .-x/z"[usize::from(b % 8)]).collect();
+            assert_eq!(may_be_spelled(&text), may_be_spelled_bytewise(&text), "{text:?}");
+        });
+        for at in 0..130 {
+            let mut text = vec![b'w'; 140];
+            text[at..at + 8].copy_from_slice(b"i g n o ");
+            assert!(may_be_spelled(&text), "a run at {at}");
+            text[at + 7] = b'x';
+            assert!(!may_be_spelled(&text), "three pairs at {at}");
+        }
+    }
 
     #[test]
     fn the_built_in_phrases_are_searched_with_a_dfa() {
