@@ -243,11 +243,11 @@ impl Injection {
         let text = &n.folded;
         let mut from = 0;
         let mut comments = 0;
-        while let Some(rel) = text[from..].find("<!--") {
+        // memmem's vectorised search: most texts hold no comment, and this reads all of them.
+        while let Some(rel) = memchr::memmem::find(&text.as_bytes()[from..], b"<!--") {
             let start = from + rel;
             let body_start = start + 4;
-            let end = text[body_start..]
-                .find("-->")
+            let end = memchr::memmem::find(&text.as_bytes()[body_start..], b"-->")
                 .map_or(text.len(), |e| body_start + e + 3);
             let body = &n.leet[body_start..end.min(n.leet.len()).max(body_start)];
             if instruction_like(body) {
@@ -369,35 +369,37 @@ fn spelled_runs(text: &str) -> Vec<(String, usize, usize)> {
 
 /// Whether `bytes` holds four `letter separator` pairs in a row, which every spelled run starts with.
 fn may_be_spelled(bytes: &[u8]) -> bool {
-    // Blocks of 64 bytes, each read as two bit masks (alphanumeric, separator) by branch-free loops the
-    // compiler vectorises; a pair starts at bit i when i is alphanumeric and i + 1 a separator, and four
-    // pairs in a row are bits i, i + 2, i + 4 and i + 6. Blocks overlap by 8 bytes, so a run across a
-    // block's end is whole in the next block.
+    // Block by block, with loops over fixed-size arrays the compiler vectorises: `pair[j]` says byte j is
+    // alphanumeric and byte j + 1 a separator, and four pairs in a row start where `pair` holds at j,
+    // j + 2, j + 4 and j + 6. Each block reads 8 bytes past its end, so a run across blocks is whole in the
+    // block it starts in.
     const BLOCK: usize = 64;
-    const STEP: usize = BLOCK - 8;
+    const REACH: usize = BLOCK + 8;
     let mut at = 0;
     while at + 1 < bytes.len() {
-        let block = &bytes[at..(at + BLOCK).min(bytes.len())];
-        let (mut alnum, mut sep) = (0u64, 0u64);
-        for (j, &b) in block.iter().enumerate() {
-            alnum |= u64::from(b.is_ascii_alphanumeric()) << j;
-            sep |= u64::from(is_spelling_separator(b)) << j;
+        let mut chunk = [0u8; REACH];
+        let end = (at + REACH).min(bytes.len());
+        chunk[..end - at].copy_from_slice(&bytes[at..end]);
+        let mut pair = [0u8; REACH];
+        for j in 0..REACH - 1 {
+            pair[j] =
+                u8::from(chunk[j].is_ascii_alphanumeric()) & u8::from(is_spelling_separator(chunk[j + 1]));
         }
-        let pairs = alnum & (sep >> 1);
-        if pairs & (pairs >> 2) & (pairs >> 4) & (pairs >> 6) != 0 {
+        let mut run = 0u8;
+        for j in 0..BLOCK {
+            run |= pair[j] & pair[j + 2] & pair[j + 4] & pair[j + 6];
+        }
+        if run != 0 {
             return true;
         }
-        if block.len() < BLOCK {
-            break;
-        }
-        at += STEP;
+        at += BLOCK;
     }
     false
 }
 
 /// A byte that may separate the letters of spelled-out text (`i g n o r e`, `d.i.s.r.e.g.a.r.d`).
 fn is_spelling_separator(b: u8) -> bool {
-    matches!(b, b' ' | b'.' | b'-' | b'_' | b'*' | b'|' | b'/')
+    (b == b' ') | (b == b'.') | (b == b'-') | (b == b'_') | (b == b'*') | (b == b'|') | (b == b'/')
 }
 
 /// [`may_be_spelled`] one byte at a time: the reference its property test compares with.
