@@ -78,7 +78,7 @@ pub struct RunArgs {
     /// Threads serving traffic. One (the default) keeps a request's tasks on one thread: on the two-core
     /// benchmark machine that took a third to 40% less CPU per request than two, with no wake-ups across
     /// threads; it runs tokio's current-thread scheduler, which polls I/O on that thread itself (SSE time
-    /// to first byte about 90 us lower than a one-worker multi-thread runtime). Scans of more than 32 KiB
+    /// to first byte 30 to 160 us lower than one worker of the multi-thread scheduler in A/B runs). Scans of more than 32 KiB
     /// run on a separate blocking pool either way.
     #[arg(long, env = "AIRLOCK_WORKER_THREADS", default_value_t = 1,
           value_parser = clap::value_parser!(u16).range(1..=64))]
