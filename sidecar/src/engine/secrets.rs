@@ -12,7 +12,8 @@ use super::window::Windows;
 use super::{Category, DlpConfig, SecretType};
 
 /// A generic assignment's name, optional quote and whitespace lie within this many bytes before its `=`
-/// or `:` (the longest name is 17 bytes, then a quote and up to eight whitespace chars of up to 3 bytes).
+/// or `:`: the longest name is 16 bytes (`access_token` spelled with `ſ` and the Kelvin sign, which `(?i)`
+/// also matches), then a quote and up to eight whitespace chars of up to 3 bytes each.
 const ASSIGNMENT_BEFORE: usize = 48;
 /// The operator's rest, whitespace and opening quote lie within this many bytes after its first byte; the
 /// value holds no ASCII whitespace, so the window's run on to the next whitespace covers it (see
@@ -599,6 +600,9 @@ mod tests {
             format!("client_secret\u{3000}:\u{3000}'{value}'"),
             format!("{}db_password => \"{value}\"", "x ".repeat(600)),
             format!("access-token:={value}"),
+            format!(
+                "ACCEſſ_TO\u{212A}EN\u{3000}\u{3000}\u{3000}\u{3000}\u{3000}\u{3000}\u{3000}\u{3000}={value}"
+            ),
         ] {
             finds(&t, "secret.generic_assignment", value);
         }
@@ -637,6 +641,8 @@ mod tests {
             "é",
             "x",
             "passwordpassword",
+            "ACCEſſ_TO\u{212A}EN",
+            "\u{2003}",
         ];
         let rule = Secrets::new(&DlpConfig::default())
             .rules
