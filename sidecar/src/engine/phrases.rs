@@ -39,9 +39,7 @@ pub struct PhraseSet {
     /// Phrases whose first part is part `p`: `first_of[by_first[p]..by_first[p + 1]]`, one flat list
     /// rather than a list per part, since the chaining loop reads it for every occurrence.
     by_first: Vec<u32>,
-    /// (phrase, its second part or `u32::MAX`): most phrases are ruled out by their second part's absence
-    /// without reading the phrase.
-    first_of: Vec<(u32, u32)>,
+    first_of: Vec<u32>,
     part_lens: Vec<usize>,
     /// The folded parts, kept for [`PhraseSet::as_regexes`].
     parts: Vec<Box<str>>,
@@ -201,12 +199,7 @@ impl PhraseSet {
         let mut lists = vec![Vec::new(); patterns.len()];
         for (i, p) in compiled.iter().enumerate() {
             if !p.parts.is_empty() {
-                let second = if p.parts.len() > 1 {
-                    part_ids[p.parts.start as usize + 1]
-                } else {
-                    u32::MAX
-                };
-                lists[part_ids[p.parts.start as usize] as usize].push((i as u32, second));
+                lists[part_ids[p.parts.start as usize] as usize].push(i as u32);
             }
         }
         let mut by_first = Vec::with_capacity(lists.len() + 1);
@@ -317,10 +310,7 @@ impl PhraseSet {
             if firsts.is_empty() || !self.boundary_before(text, start) {
                 continue;
             }
-            for &(pi, second) in firsts {
-                if second != u32::MAX && runs[second as usize] == runs[second as usize + 1] {
-                    continue;
-                }
+            for &pi in firsts {
                 let pi = pi as usize;
                 let phrase = &self.phrases[pi];
                 let mut end = start + self.part_lens[part];

@@ -302,40 +302,60 @@ impl Secrets {
             if !super::any_seen(&rule.anchors, seen) {
                 continue;
             }
-            let found: Box<dyn Iterator<Item = Captures<'_>>> = if rule.around_assignment {
+            let complete = if rule.around_assignment {
                 let windows = assignments.get_or_insert_with(|| {
                     let ops = memchr::memchr2_iter(b'=', b':', text.as_bytes());
                     Windows::around(text, ops, ASSIGNMENT_BEFORE, ASSIGNMENT_AFTER)
                 });
-                Box::new(windows.captures_iter_bytes(&rule.regex, text))
+                windows
+                    .captures_iter_bytes(&rule.regex, text)
+                    .all(|c| self.confirm(rule, text, &c, out, budget))
             } else {
-                Box::new(rule.regex.captures_iter(text.as_bytes()))
+                rule.regex
+                    .captures_iter(text.as_bytes())
+                    .all(|c| self.confirm(rule, text, &c, out, budget))
             };
-            for c in found {
-                if out.len() >= budget.findings_left {
-                    return;
-                }
-                let Some(m) = c.get(rule.group) else { continue };
-                // Byte regexes (see `byte_regex`): the span is widened to character boundaries.
-                let (start, mut end) = super::char_span(text, m.start(), m.end());
-                let value = &text[start..end];
-                let ok = match rule.check {
-                    Check::None => true,
-                    Check::Jwt => jwt_header_ok(value),
-                    Check::Entropy => high_entropy(value),
-                    Check::PemBody => {
-                        end = pem_end(self.pem_footer.as_ref(), text, end);
-                        true
-                    }
-                };
-                let dup = out
-                    .iter()
-                    .any(|f| f.category == Category::Dlp && f.start <= start && end <= f.end);
-                if ok && !dup {
-                    out.push(Finding::new(Category::Dlp, rule.detector, rule.score, start, end));
-                }
+            if !complete {
+                return;
             }
         }
+    }
+
+    /// Checks one match of `rule` and records it unless a finding already covers it. Returns `false` once
+    /// `out` holds as many findings as the budget allows.
+    fn confirm(
+        &self,
+        rule: &Rule,
+        text: &str,
+        c: &Captures<'_>,
+        out: &mut Vec<Finding>,
+        budget: &Budget,
+    ) -> bool {
+        if out.len() >= budget.findings_left {
+            return false;
+        }
+        let Some(m) = c.get(rule.group) else {
+            return true;
+        };
+        // Byte regexes (see `byte_regex`): the span is widened to character boundaries.
+        let (start, mut end) = super::char_span(text, m.start(), m.end());
+        let value = &text[start..end];
+        let ok = match rule.check {
+            Check::None => true,
+            Check::Jwt => jwt_header_ok(value),
+            Check::Entropy => high_entropy(value),
+            Check::PemBody => {
+                end = pem_end(self.pem_footer.as_ref(), text, end);
+                true
+            }
+        };
+        let dup = out
+            .iter()
+            .any(|f| f.category == Category::Dlp && f.start <= start && end <= f.end);
+        if ok && !dup {
+            out.push(Finding::new(Category::Dlp, rule.detector, rule.score, start, end));
+        }
+        true
     }
 }
 
