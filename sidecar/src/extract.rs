@@ -9,6 +9,8 @@
 //! shape, structural strings (`model`, `role`, `type`, ids, finish reasons) and inline base64 media are
 //! skipped. A body of unknown shape keeps every string, with source `unknown`.
 
+use std::fmt::Write as _;
+
 use serde_json::Value;
 
 use crate::engine::Source;
@@ -86,6 +88,23 @@ fn walk_body(body: &Value, known: bool, source: Source) -> Extracted {
     walker.out
 }
 
+/// Appends `/` and `key` as a JSON pointer token (`~` as `~0`, `/` as `~1`), copying it as it is when it
+/// holds neither, as object keys nearly always do.
+fn push_token(pointer: &mut String, key: &str) {
+    pointer.push('/');
+    if !key.bytes().any(|b| b == b'~' || b == b'/') {
+        pointer.push_str(key);
+        return;
+    }
+    for c in key.chars() {
+        match c {
+            '~' => pointer.push_str("~0"),
+            '/' => pointer.push_str("~1"),
+            c => pointer.push(c),
+        }
+    }
+}
+
 fn role_source(role: &str) -> Source {
     match role {
         "system" | "developer" => Source::System,
@@ -114,7 +133,7 @@ impl Walker {
                 for (i, item) in items.iter().enumerate() {
                     let len = pointer.len();
                     pointer.push('/');
-                    pointer.push_str(&i.to_string());
+                    let _ = write!(pointer, "{i}");
                     self.walk(item, pointer, source, depth + 1);
                     pointer.truncate(len);
                 }
@@ -144,8 +163,7 @@ impl Walker {
                             source
                         };
                     let len = pointer.len();
-                    pointer.push('/');
-                    pointer.push_str(&key.replace('~', "~0").replace('/', "~1"));
+                    push_token(pointer, key);
                     self.walk(item, pointer, child_source, depth + 1);
                     pointer.truncate(len);
                 }
@@ -322,8 +340,11 @@ mod tests {
     #[test]
     fn pointers_resolve_back_to_the_strings() {
         let body = json!({"messages": [{"role": "user", "content": [{"type": "text", "text": "hi"}]}],
-            "x~y": "z"});
-        for t in request_texts(&body).texts {
+            "x~y": "z", "a/b~/c": ["w", {"é/~1": "v"}]});
+        let texts = request_texts(&body).texts;
+        let pointers: Vec<&str> = texts.iter().map(|t| t.pointer.as_str()).collect();
+        assert!(pointers.contains(&"/a~1b~0~1c/1/é~1~01"), "{pointers:?}");
+        for t in texts {
             assert_eq!(
                 body.pointer(&t.pointer).and_then(Value::as_str),
                 Some(t.text.as_str())

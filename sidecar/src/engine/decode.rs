@@ -193,11 +193,16 @@ fn find_blobs_with(text: &str, n: &Normalized, budget: &mut Budget, skip: bool) 
                 if next_pct <= i {
                     next_pct = next_pct_from(i + 1);
                 }
-                // Every run of MIN_BLOB bytes starting after `i` and up to `probe` covers `probe`, so
-                // when `probe` is not a run byte, nothing before it matters but a `%`.
+                // A run of MIN_BLOB bytes that starts after `i` and no later than `probe` covers every
+                // byte from its start to `probe`. So the last byte up to `probe` that cannot be in a run
+                // rules out every start before it: jump there, or to a `%` first (it has its own
+                // reading). In prose the window holds a space a few bytes back from its end, so the
+                // short runs that words make are passed over without being measured.
                 let probe = i + MIN_BLOB;
-                if probe <= next_pct && bytes.get(probe).is_some_and(|&b| !is_b64_byte(b)) {
-                    i = probe;
+                if probe < bytes.len()
+                    && let Some(back) = bytes[i + 1..=probe].iter().rposition(|&b| !is_b64_byte(b))
+                {
+                    i = (i + 1 + back).min(next_pct);
                     continue;
                 }
             }

@@ -1289,16 +1289,20 @@ fn wants_stream(api: Api, body: &Value) -> bool {
 }
 
 /// Output tokens the request asks for, for the token budget.
+///
+/// Looked up key by key: `Value::pointer` builds a string per path segment, which made this a tenth of
+/// a pass-through request's own work.
 fn requested_output_tokens(body: &Value) -> u64 {
+    let nested = |outer: &str, inner: &str| body.get(outer).and_then(|o| o.get(inner));
     [
-        "/max_tokens",
-        "/max_completion_tokens",
-        "/max_output_tokens",
-        "/options/num_predict",
-        "/parameters/max_new_tokens",
+        body.get("max_tokens"),
+        body.get("max_completion_tokens"),
+        body.get("max_output_tokens"),
+        nested("options", "num_predict"),
+        nested("parameters", "max_new_tokens"),
     ]
-    .iter()
-    .find_map(|p| body.pointer(p).and_then(Value::as_u64))
+    .into_iter()
+    .find_map(|v| v.and_then(Value::as_u64))
     .unwrap_or(0)
 }
 
@@ -1435,6 +1439,27 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn requested_output_tokens_are_read_from_each_api_s_field_in_order() {
+        use serde_json::json;
+        for (body, tokens) in [
+            (json!({"max_tokens": 7}), 7),
+            (json!({"max_completion_tokens": 8}), 8),
+            (json!({"max_output_tokens": 9}), 9),
+            (json!({"options": {"num_predict": 10}}), 10),
+            (json!({"parameters": {"max_new_tokens": 11}}), 11),
+            // The first one set wins; a field of another type does not count.
+            (json!({"max_tokens": 1, "max_completion_tokens": 2}), 1),
+            (json!({"max_tokens": "5", "options": {"num_predict": 3}}), 3),
+            (json!({"max_tokens": -1}), 0),
+            (json!({"options": 4}), 0),
+            (json!([{"max_tokens": 6}]), 0),
+            (json!({}), 0),
+        ] {
+            assert_eq!(requested_output_tokens(&body), tokens, "{body}");
+        }
+    }
 
     #[test]
     fn apis_are_recognised_by_path() {
