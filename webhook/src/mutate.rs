@@ -134,6 +134,21 @@ impl Patch {
         serde_json::from_slice(&serde_json::to_vec(self)?)
     }
 
+    /// About how long the patch is as JSON (to size a buffer once).
+    pub fn json_len_hint(&self) -> usize {
+        self.0
+            .iter()
+            .map(|op| {
+                let value = match &op.value {
+                    AddValue::One(v) => v.get().len(),
+                    AddValue::Array(values) => values.iter().map(|v| v.get().len() + 1).sum::<usize>() + 2,
+                };
+                op.path.len() + value + 32
+            })
+            .sum::<usize>()
+            + 2
+    }
+
     /// The paths, in order.
     pub fn paths(&self) -> impl Iterator<Item = &str> {
         self.0.iter().map(|op| op.path.as_str())
@@ -241,17 +256,15 @@ fn pointer(tokens: &[&str]) -> String {
     let mut path = String::with_capacity(tokens.iter().map(|t| t.len() + 1).sum::<usize>() + 2);
     for token in tokens {
         path.push('/');
-        if !token.contains(['~', '/']) {
-            path.push_str(token);
-            continue;
+        // Copied a piece at a time between the bytes to escape (both ASCII, so every cut is on a char
+        // boundary).
+        let mut rest: &str = token;
+        while let Some(at) = rest.bytes().position(|b| b == b'~' || b == b'/') {
+            path.push_str(&rest[..at]);
+            path.push_str(if rest.as_bytes()[at] == b'~' { "~0" } else { "~1" });
+            rest = &rest[at + 1..];
         }
-        for c in token.chars() {
-            match c {
-                '~' => path.push_str("~0"),
-                '/' => path.push_str("~1"),
-                c => path.push(c),
-            }
-        }
+        path.push_str(rest);
     }
     path
 }
@@ -494,6 +507,8 @@ fn init_container(instance: &AIRuntimeInstance, image: &str, ports: &[i32]) -> C
 struct ContainersJson {
     sidecar: Arc<RawValue>,
     init: Option<Arc<RawValue>>,
+    /// The policy volume the sidecar mounts (it depends on the instance's name only).
+    volume: Arc<RawValue>,
 }
 
 /// Everything the injected containers are built from, and what they came out as.
@@ -540,6 +555,22 @@ fn build_containers(
             native,
         )),
         init: transparent.then(|| to_raw(&init_container(instance, image, inbound_ports))),
+        volume: to_raw(&policy_volume(instance)),
+    }
+}
+
+/// The volume of the instance's policy bundle (the ConfigMap the operator writes; optional, so a pod
+/// starts before the bundle exists).
+fn policy_volume(instance: &AIRuntimeInstance) -> Volume {
+    let instance_name = instance.metadata.name.as_deref().unwrap_or_default();
+    Volume {
+        name: POLICY_VOLUME.to_owned(),
+        config_map: Some(ConfigMapVolumeSource {
+            name: format!("airlock-policy-{instance_name}"),
+            optional: Some(true),
+            ..ConfigMapVolumeSource::default()
+        }),
+        ..Volume::default()
     }
 }
 
@@ -615,7 +646,8 @@ pub fn mutate(
             reason: SkipReason::AlreadyInjected,
         };
     }
-    let labels = pod.metadata.labels.clone().unwrap_or_default();
+    let no_labels = BTreeMap::new();
+    let labels = pod.metadata.labels.as_ref().unwrap_or(&no_labels);
     if labels.get(LABEL_INJECT).map(String::as_str) == Some("false") {
         return MutateOutcome::Skip {
             reason: SkipReason::OptedOut,
@@ -644,7 +676,7 @@ pub fn mutate(
         .as_ref()
         .map(|m| m.extra_fingerprints.as_slice())
         .unwrap_or_default();
-    let server = fingerprint::detect(&labels, spec, extra).filter(|m| m.strong);
+    let server = fingerprint::detect(labels, spec, extra).filter(|m| m.strong);
     let inbound_ports: Vec<i32> = match &server {
         None => Vec::new(),
         Some(_) if !interception.inbound_ports.is_empty() => interception.inbound_ports.clone(),
@@ -666,34 +698,28 @@ pub fn mutate(
     let native = native_sidecars(server_version);
     let transparent = is_transparent(&interception, &inbound_ports);
 
-    let instance_name = instance.metadata.name.clone().unwrap_or_default();
     let mut status = InjectionStatus {
         version: env!("CARGO_PKG_VERSION").to_owned(),
-        instance: instance_name.clone(),
+        instance: instance.metadata.name.clone().unwrap_or_default(),
         ..InjectionStatus::default()
     };
     let mut ops = Vec::new();
 
+    let image = sidecar_image(instance, default_image);
+    let ContainersJson {
+        sidecar,
+        init,
+        volume,
+    } = containers_json(instance, &image, &interception, &inbound_ports, native);
+
     // Volume.
-    let volume = Volume {
-        name: POLICY_VOLUME.to_owned(),
-        config_map: Some(ConfigMapVolumeSource {
-            name: format!("airlock-policy-{instance_name}"),
-            optional: Some(true),
-            ..ConfigMapVolumeSource::default()
-        }),
-        ..Volume::default()
-    };
     match &spec.volumes {
-        Some(_) => ops.push(add(&["spec", "volumes", "-"], to_raw(&volume))),
-        None => ops.push(add(&["spec", "volumes"], to_raw(&[volume]))),
+        Some(_) => ops.push(add(&["spec", "volumes", "-"], volume)),
+        None => ops.push(add_array(&["spec", "volumes"], vec![volume])),
     }
     status.volumes.push(POLICY_VOLUME.to_owned());
 
     // Containers.
-    let image = sidecar_image(instance, default_image);
-    let ContainersJson { sidecar, init } =
-        containers_json(instance, &image, &interception, &inbound_ports, native);
     let has_init = spec.init_containers.is_some();
     if native {
         // Both go in front: `airlock-init` first (the redirect is in place before anything listens), then
@@ -867,5 +893,7 @@ mod tests {
             "/metadata/annotations/airlock.dev~1status"
         );
         assert_eq!(pointer(&["a~b", "-"]), "/a~0b/-");
+        assert_eq!(pointer(&["~/é~", "/"]), "/~0~1é~0/~1");
+        assert_eq!(pointer(&[] as &[&str]), "");
     }
 }

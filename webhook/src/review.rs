@@ -420,7 +420,9 @@ impl Response {
 
     /// Allows the request with an RFC 6902 JSON Patch.
     fn with_patch(mut self, patch: &mutate::Patch) -> serde_json::Result<Self> {
-        self.patch = Some(serde_json::to_vec(patch)?);
+        let mut json = Vec::with_capacity(patch.json_len_hint());
+        serde_json::to_writer(&mut json, patch)?;
+        self.patch = Some(json);
         Ok(self)
     }
 }
@@ -439,8 +441,14 @@ fn reply(status: u16, api_version: &str, response: &Response, verdict: &'static 
         kind: "AdmissionReview",
         response,
     };
-    match serde_json::to_vec(&review) {
-        Ok(mut body) => {
+    // Sized once for the review and the base64 patch: growing it as it is written copied the patch.
+    let patch_len = response
+        .patch
+        .as_ref()
+        .map_or(0, |p| p.len().div_ceil(3) * 4 + 48);
+    let mut body = Vec::with_capacity(256 + patch_len);
+    match serde_json::to_writer(&mut body, &review) {
+        Ok(()) => {
             if let Some(patch) = &response.patch {
                 with_patch(&mut body, patch);
             }
