@@ -8,8 +8,8 @@
 #   - pass-through: nginx vs the sidecar with an empty profile (body parsed, nothing to detect);
 #   - full scan: the sidecar with the `strict` profile on 1 KB, 4 KB and 32 KB benign prompts;
 #   - CPU per 1,000 requests (utime+stime of the proxy process), RSS idle and peak under load;
-#   - SSE time to first byte through the sidecar vs direct, and through nginx as the floor (median of
-#     200 curl runs, each on a new connection), with
+#   - SSE time to first token (the first `data:` event) through the sidecar vs direct, and through nginx
+#     as the floor (median of 200 requests from one client process, each on a new connection), with
 #     `passAndAlert` and with the default `holdback` (4096 bytes held back: a short answer's first byte
 #     leaves only when the stream ends, by design);
 #   - flood: one caller (callerKey header) floods a rate-limited sidecar at 4x the benchmark rate while
@@ -157,13 +157,32 @@ for size in 1024 4096 32768; do
 done
 rss_peak=$(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$scan_pid/status")
 
-# SSE time to first byte, median of 200.
+# SSE time to first token: from sending the request to receiving the first `data:` event, on a new
+# connection each time, median of 200, measured by one client process (a process started per sample, as
+# curl was, competes for the two cores with the proxy it measures and timed the response headers only).
 ttfb() { # port
-  local body='{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}'
-  for _ in $(seq 1 200); do
-    curl -s -N -o /dev/null -w '%{time_starttransfer}\n' -H 'content-type: application/json' -d "$body" \
-      "http://127.0.0.1:$1/v1/chat/completions"
-  done | sort -n | awk '{a[NR]=$1} END {printf "%.0f", a[int(NR/2)+1] * 1e6}'
+  python3 - "$1" <<'PY'
+import socket, statistics, sys, time
+port = int(sys.argv[1])
+body = b'{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}'
+request = (b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+           b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)) + body
+times = []
+for _ in range(200):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        started = time.perf_counter()
+        s.sendall(request)
+        seen, first = b"", None
+        while chunk := s.recv(65536):
+            seen += chunk
+            if first is None and b"data:" in seen:
+                first = time.perf_counter() - started
+        if first is None:
+            sys.exit(f"no SSE event from port {port}: {seen[:200]!r}")
+        times.append(first)
+print(f"{statistics.median(times) * 1e6:.0f}")
+PY
 }
 ttfb_direct=$(ttfb $stub_port)
 ttfb_nginx=$(ttfb $nginx_port)
@@ -211,7 +230,7 @@ print(f"pass-through added p50: {pa50:.0f} us = {pa50 / na50:.2f} x nginx's {na5
 print(f"4 KB full scan added: p50 {max(s50 - d50, 0):.0f} us (target <= 150), p99 {max(s99 - d99, 0):.0f} us (target <= 400)")
 PY
 echo "sidecar RSS: idle $rss_idle MiB (target <= 20), peak under load $rss_peak MiB (target <= 40)"
-echo "SSE time to first byte (a new connection each time): direct $ttfb_direct us; nginx +$(added "$ttfb_nginx" "$ttfb_direct") us; passAndAlert +$(added "$ttfb_pass" "$ttfb_direct") us (target <= 200); holdback 4096 +$(added "$ttfb_hold" "$ttfb_direct") us (short answers are held to the end of the stream)"
+echo "SSE time to first token (first data: event, a new connection each time): direct $ttfb_direct us; nginx +$(added "$ttfb_nginx" "$ttfb_direct") us; passAndAlert +$(added "$ttfb_pass" "$ttfb_direct") us (target <= 200); holdback 4096 +$(added "$ttfb_hold" "$ttfb_direct") us (short answers are held to the end of the stream)"
 python3 - "$victim_p50" "$victim_p99" "$flooded_p50" "$flooded_p99" "$flood_n" "$flood_429" "$secs" "$rate" <<'PY'
 import sys
 a50, a99, f50, f99, n, refused, secs, rate = map(float, sys.argv[1:])
