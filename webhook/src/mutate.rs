@@ -134,8 +134,9 @@ impl Patch {
         serde_json::from_slice(&serde_json::to_vec(self)?)
     }
 
-    /// About how long the patch is as JSON (to size a buffer once).
-    pub fn json_len_hint(&self) -> usize {
+    /// About how long the patch is as JSON, to size its buffer once (written into an empty one, it grew
+    /// by doubling through a few kilobytes).
+    pub(crate) fn json_len_hint(&self) -> usize {
         self.0
             .iter()
             .map(|op| {

@@ -441,14 +441,8 @@ fn reply(status: u16, api_version: &str, response: &Response, verdict: &'static 
         kind: "AdmissionReview",
         response,
     };
-    // Sized once for the review and the base64 patch: growing it as it is written copied the patch.
-    let patch_len = response
-        .patch
-        .as_ref()
-        .map_or(0, |p| p.len().div_ceil(3) * 4 + 48);
-    let mut body = Vec::with_capacity(256 + patch_len);
-    match serde_json::to_writer(&mut body, &review) {
-        Ok(()) => {
+    match serde_json::to_vec(&review) {
+        Ok(mut body) => {
             if let Some(patch) = &response.patch {
                 with_patch(&mut body, patch);
             }
