@@ -171,6 +171,19 @@ async fn group_membership_follows_pod_labels_ips_and_deletion() {
             members(&client, &name).await.filter(|m| *m == want)
         })
         .await;
+
+        // The last members leave: the status lists none (a merge patch that left `members` out would
+        // keep the old list under `memberCount: 0`).
+        for pod in ["db", "web"] {
+            pods.delete(pod, &DeleteParams::default().grace_period(0))
+                .await
+                .expect("delete pod");
+        }
+        eventually("the group to be empty", WAIT, || async {
+            let status = groups.get(&name).await.ok()?.status?;
+            (status.member_count == 0 && status.members.is_empty()).then_some(())
+        })
+        .await;
         let _ = groups.delete(&name, &DeleteParams::default()).await;
     })
     .await;
@@ -319,6 +332,18 @@ async fn an_instance_reports_coverage_delivers_policy_and_cleans_up() {
             (reasons.contains(&("Unprotected".into(), "llm".into()))
                 && reasons.contains(&("SidecarDrift".into(), "early".into())))
             .then_some(())
+        })
+        .await;
+
+        // Once the unprotected model server and the drifted pod are gone, the status names neither.
+        for pod in ["llm", "early"] {
+            pods.delete(pod, &DeleteParams::default().grace_period(0))
+                .await
+                .expect("delete pod");
+        }
+        eventually("coverage without unprotected workloads or drift", WAIT, || async {
+            let s = instances.get(&instance).await.ok()?.status?;
+            (s.unprotected_model_servers == 0 && s.unprotected.is_empty() && s.drift.is_none()).then_some(())
         })
         .await;
 

@@ -79,17 +79,20 @@ pub struct DynamicAddressGroupSpec {
 /// Membership is sharded like EndpointSlices: `members` holds the first 1000 members (ordered by
 /// namespace and name); when there are more, the rest are written to `shards` child membership objects
 /// named `<group>-<n>` (n = 1, 2, …), owned by the group, each with at most 1000 members.
+// Every field is serialized, an empty list as `[]` and an absent value as `null`: the operator writes
+// the status as a JSON merge patch, in which a field left out would keep its old value
+// (crds/tests/status_patch.rs).
 #[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct DynamicAddressGroupStatus {
     /// Current state of the group. `Ready` is `True` when the expression parses and the membership is
     /// current; reason `InvalidExpression` explains a parse error. Written by the operator.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
 
     /// The `metadata.generation` this status describes. Written by the operator.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub observed_generation: Option<i64>,
 
     /// Total number of member pods, including those in child membership objects. Written by the
@@ -98,7 +101,7 @@ pub struct DynamicAddressGroupStatus {
     pub member_count: i32,
 
     /// The first 1000 member pods, ordered by namespace and name. Written by the operator.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     #[schemars(length(max = 1000))]
     pub members: Vec<Member>,
 

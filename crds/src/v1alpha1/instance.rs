@@ -441,28 +441,31 @@ pub enum WorkloadKind {
 }
 
 /// Observed state of an `AIRuntimeInstance`, written by the operator.
+// Every field is serialized, an empty list as `[]` and an absent value as `null`: the operator writes
+// the status as a JSON merge patch, in which a field left out would keep its old value
+// (crds/tests/status_patch.rs).
 #[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct AIRuntimeInstanceStatus {
     /// Current state of the instance. `Ready` is `True` when the profile exists and the policy reached
     /// the selected sidecars. Written by the operator.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
 
     /// The `metadata.generation` this status describes. Written by the operator.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub observed_generation: Option<i64>,
 
     /// The sidecar image the webhook injects into the pods this instance selects: `spec.sidecar.image`,
     /// else the installation's default (the chart's `sidecar.image`). Pods running another image are
     /// listed as drift. Written by the operator.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub sidecar_image: Option<String>,
 
     /// The `metadata.generation` of the referenced profile that the sidecars enforce. Written by the
     /// operator.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub profile_generation: Option<i64>,
 
     /// Number of namespaces the selector currently selects. Written by the operator.
@@ -485,7 +488,7 @@ pub struct AIRuntimeInstanceStatus {
 
     /// The first 50 unprotected model-server workloads; `unprotectedModelServers` has the full count.
     /// Written by the operator.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     #[schemars(length(max = 50))]
     pub unprotected: Vec<UnprotectedWorkload>,
 
@@ -493,7 +496,7 @@ pub struct AIRuntimeInstanceStatus {
     /// the webhook was down) or with a sidecar image other than the instance's; restarting them (e.g.
     /// `kubectl rollout restart`) fixes both. Exempt, opted-out and host-network pods are not drift.
     /// Written by the operator.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub drift: Option<Drift>,
 }
 
@@ -520,7 +523,7 @@ pub struct Drift {
     pub count: i32,
 
     /// The first 50 drifted pods; `count` has the full number.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     #[schemars(length(max = 50))]
     pub pods: Vec<PodRef>,
 }

@@ -784,17 +784,20 @@ fn default_http_batch_size() -> i32 {
 }
 
 /// Observed state of an `AISecurityProfile`, written by the operator.
+// Every field is serialized, an empty list as `[]` and an absent value as `null`: the operator writes
+// the status as a JSON merge patch, in which a field left out would keep its old value
+// (crds/tests/status_patch.rs).
 #[derive(Serialize, Deserialize, KubeSchema, Clone, Debug, Default, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct AISecurityProfileStatus {
     /// Current state of the profile. `Ready` is `True` when the profile is valid and has been handed to
     /// every sidecar that uses it. Written by the operator.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     #[x_kube(merge_strategy = ListMerge::Map(vec!["type".into()]))]
     pub conditions: Vec<Condition>,
 
     /// The `metadata.generation` this status describes. Written by the operator.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub observed_generation: Option<i64>,
 
     /// Number of `AIRuntimeInstance`s that use this profile, directly or through a rule. Written by the
