@@ -32,6 +32,8 @@ pub struct Call {
     pub body: Value,
     /// Its `Content-Type`.
     pub content_type: Option<String>,
+    /// Its query string, e.g. `fieldManager=airlock-operator`.
+    query: Option<String>,
     respond: SendResponse<Response<Body>>,
 }
 
@@ -53,6 +55,7 @@ impl ApiServer {
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        let query = request.uri().query().map(str::to_owned);
         let bytes = request.into_body().collect_bytes().await.expect("request body");
         let body = if bytes.is_empty() {
             Value::Null
@@ -62,6 +65,7 @@ impl ApiServer {
         Call {
             body,
             content_type,
+            query,
             respond,
         }
     }
@@ -75,6 +79,14 @@ impl ApiServer {
 }
 
 impl Call {
+    /// The value of query parameter `key`, if the request has it.
+    pub fn query_param(&self, key: &str) -> Option<&str> {
+        self.query
+            .as_deref()?
+            .split('&')
+            .find_map(|pair| pair.strip_prefix(key)?.strip_prefix('='))
+    }
+
     /// Answers `code` with `object` as the body.
     pub fn respond(self, code: StatusCode, object: &Value) {
         let response = Response::builder()

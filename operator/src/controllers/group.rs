@@ -34,6 +34,15 @@ const CONCURRENT_WRITES: usize = 16;
 /// The field manager of the operator's writes.
 pub const FIELD_MANAGER: &str = "airlock-operator";
 
+/// Parameters of the operator's status merge patches: named by [`FIELD_MANAGER`], so `managedFields`
+/// says who wrote a status (without a name the API server records `unknown`).
+pub fn status_patch() -> PatchParams {
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.to_owned()),
+        ..PatchParams::default()
+    }
+}
+
 /// What the operator wants a group's status and shards to be.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Desired {
@@ -265,7 +274,7 @@ async fn write_group(
         let groups: Api<DynamicAddressGroup> = Api::all(ctx.client.clone());
         let patch = json!({ "status": desired.status });
         groups
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .patch_status(&name, &status_patch(), &Patch::Merge(&patch))
             .await?;
         ctx.metrics.status_write("group");
     }
@@ -445,7 +454,7 @@ mod tests {
             )
         }
 
-        /// The first status write gets `fail`; the retry, at least a second later, must carry the same
+        /// The first status write (named by the operator's field manager) gets `fail`; the retry, at least a second later, must carry the same
         /// status and is answered 200; then nothing more is sent. Returns the first write's content type
         /// and body.
         async fn failed_then_retried(
@@ -454,6 +463,7 @@ mod tests {
             fail: impl FnOnce(Call),
         ) -> (Option<String>, Value) {
             let first = api.expect(Method::PATCH, STATUS_PATH).await;
+            assert_eq!(first.query_param("fieldManager"), Some("airlock-operator"));
             let (content_type, sent) = (first.content_type.clone(), first.body.clone());
             fail(first);
             let failed_at = Instant::now();

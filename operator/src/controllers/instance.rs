@@ -30,7 +30,7 @@ use kube::{Api, Resource, ResourceExt};
 use serde_json::json;
 
 use super::coverage::{self, Coverage, DriftKind};
-use super::group::FIELD_MANAGER;
+use super::group::{FIELD_MANAGER, status_patch};
 use crate::index::Index;
 use crate::{Context, Error, policy, profile};
 
@@ -255,7 +255,7 @@ async fn reconcile_profile(profile: Arc<AISecurityProfile>, shared: Arc<Shared>)
     if profile.status.as_ref() != Some(&status) {
         let api: Api<AISecurityProfile> = Api::all(ctx.client.clone());
         let patch = json!({ "status": status });
-        api.patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+        api.patch_status(&name, &status_patch(), &Patch::Merge(&patch))
             .await?;
         ctx.metrics.status_write("profile");
         let ready = problems.is_empty();
@@ -391,7 +391,7 @@ async fn apply_instance(instance: &AIRuntimeInstance, shared: &Shared) -> crate:
     if instance.status.as_ref() != Some(&status) {
         let patch = json!({ "status": status });
         Api::<AIRuntimeInstance>::all(ctx.client.clone())
-            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .patch_status(&name, &status_patch(), &Patch::Merge(&patch))
             .await?;
         ctx.metrics.status_write("instance");
     }
@@ -861,6 +861,7 @@ spec:
             let pass = tokio::spawn(reconcile_profile(profile.clone(), shared.clone()));
             let first = api.expect(Method::PATCH, PROFILE_STATUS).await;
             assert_eq!(first.body["status"]["conditions"][0]["reason"], "Compiled");
+            assert_eq!(first.query_param("fieldManager"), Some("airlock-operator"));
             let sent = first.body.clone();
             first.conflict();
             let error = pass.await.unwrap().expect_err("a 409 fails the pass");
@@ -897,6 +898,7 @@ spec:
             let ready = &first.body["status"]["conditions"][0];
             assert_eq!(ready["type"], "Ready");
             assert_eq!(ready["reason"], "ProfileNotFound");
+            assert_eq!(first.query_param("fieldManager"), Some("airlock-operator"));
             let sent = first.body.clone();
             first.throttle(5);
             let error = pass.await.unwrap().expect_err("a 429 fails the pass");
