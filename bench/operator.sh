@@ -17,6 +17,10 @@
 #      patch response → a watch on the group lists the pod;
 #   4. phase B: Airlock stops, the pods are relabelled back, the client-go peer starts, and the same
 #      (RSS once the groups are current, then the same change sequence).
+#   5. the floor: the peer stops, the pods are relabelled back, and the driver itself does the bare
+#      round trips every controller needs — pod event in, one status write to the probe group, group event
+#      out — with no expression evaluated and none of the other groups written; the same change sequence.
+#      No controller can converge faster on this cluster; the summary compares both controllers with it.
 # Memory per pod = (RSS with the pods cached − RSS of the same binary with none) / pods. The peer's RSS is
 # read after a forced GC (SIGUSR1 → debug.FreeOSMemory), its smallest; its figure without the GC is
 # printed too. Airlock's RSS is read as it is (nothing can trim it).
@@ -154,14 +158,19 @@ out_b=$("$driver" converge --who client-go --changes "$changes" --count "$pods")
 echo "$out_b" >&2
 stop_pid "$dir/pids/bench-peer.pid"
 
+# --- 5: the floor -------------------------------------------------------------------------------------------
+"$driver" reset --changes "$changes" --count "$pods" >&2
+out_f=$("$driver" floor --changes "$changes" --count "$pods")
+echo "$out_f" >&2
+
 # --- summary ----------------------------------------------------------------------------------------------
 echo
-python3 - "$pods" "$changes" "$out_a" "$out_b" "$a0" "$a1" "$p0" "$p1" "$p0gc" "$p1gc" <<'PY'
+python3 - "$pods" "$changes" "$out_a" "$out_b" "$a0" "$a1" "$p0" "$p1" "$p0gc" "$p1gc" "$out_f" <<'PY'
 import sys
 pods, changes = int(sys.argv[1]), int(sys.argv[2])
 def figures(line):
     return {k: float(v) for k, v in (f.split("=") for f in line.split()[1:]) if k not in ("who",)}
-a, b = figures(sys.argv[3]), figures(sys.argv[4])
+a, b, f = figures(sys.argv[3]), figures(sys.argv[4]), figures(sys.argv[11])
 a0, a1, p0, p1, p0gc, p1gc = (int(x) for x in sys.argv[5:11])
 per_pod = lambda before, after: (after - before) / pods  # KiB per pod
 ma, mp, mp_nat = per_pod(a0, a1), per_pod(p0gc, p1gc), per_pod(p0, p1)
@@ -171,10 +180,15 @@ print(f"{'airlock':<11} {a['p50_ms']:9.1f} {a['p90_ms']:9.1f} {a['p99_ms']:9.1f}
       f"   {ma:.2f} KiB/pod (RSS {a0/1024:.1f} → {a1/1024:.1f} MiB)")
 print(f"{'client-go':<11} {b['p50_ms']:9.1f} {b['p90_ms']:9.1f} {b['p99_ms']:9.1f} {b['max_ms']:9.1f} {int(b['lost']):5d}"
       f"   {mp:.2f} KiB/pod after GC (RSS {p0gc/1024:.1f} → {p1gc/1024:.1f} MiB); {mp_nat:.2f} KiB/pod without")
+print(f"{'floor':<11} {f['p50_ms']:9.1f} {f['p90_ms']:9.1f} {f['p99_ms']:9.1f} {f['max_ms']:9.1f} {int(f['lost']):5d}"
+      f"   (round trips only: pod event, one status write, group event)")
 ratio_p99 = a["p99_ms"] / b["p99_ms"] if b["p99_ms"] else float("inf")
 ratio_mem = ma / mp if mp > 0 else float("inf")
 print(f"operator: convergence p50 {a['p50_ms']:.1f} ms p99 {a['p99_ms']:.1f} ms (client-go peer p50 {b['p50_ms']:.1f} "
       f"p99 {b['p99_ms']:.1f} ms; ratio p99 {ratio_p99:.2f}, target ≤ 0.5 and ≤ 100 ms); memory per pod "
       f"{ma:.2f} KiB vs {mp:.2f} KiB (ratio {ratio_mem:.2f}, target ≤ 0.3)")
+print(f"operator: the floor on this cluster is p50 {f['p50_ms']:.1f} ms p99 {f['p99_ms']:.1f} ms; airlock p99 "
+      f"{a['p99_ms'] / f['p99_ms']:.2f} x the floor, client-go {b['p99_ms'] / f['p99_ms']:.2f} x; 0.5 x the peer's p99 "
+      f"is {0.5 * b['p99_ms']:.1f} ms, {'below' if 0.5 * b['p99_ms'] < f['p99_ms'] else 'above'} the floor")
 PY
 echo "$index_line"

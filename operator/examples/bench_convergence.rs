@@ -11,6 +11,8 @@
 //!                                             relabel pods one after another, time each until a watch
 //!                                             sees the pod in the group it joined
 //! bench_convergence reset [--changes 200]     undo the relabels (nobody watching)
+//! bench_convergence floor [--changes 200]     the same changes and measurement with no controller but
+//!                                             this process doing only the round trips (see [`floor`])
 //! ```
 //!
 //! The cluster comes from `KUBECONFIG`. The groups are cluster-scoped and labelled
@@ -26,7 +28,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use airlock_crds::DynamicAddressGroup;
-use airlock_crds::v1alpha1::DynamicAddressGroupSpec;
+use airlock_crds::v1alpha1::{DynamicAddressGroupSpec, Member};
 use airlock_operator::index::{Index, LeanPod};
 use anyhow::{Context as _, bail};
 use futures::{StreamExt, TryStreamExt};
@@ -413,6 +415,72 @@ async fn converge(client: &Client, who: &str, changes: usize, count: usize) -> a
     Ok(())
 }
 
+/// The floor of convergence on this cluster: the same changes and the same measurement as
+/// [`converge`], but the controller is a task of this process that does nothing except the round trips
+/// every controller needs — it watches the pods that carry a slot label and, for each event, sends one
+/// status write to the probe group the pod joined (the members it has seen so far, as a merge patch, in
+/// the operator's form), one write at a time. It evaluates no expression and writes none of the
+/// ordinary groups the pod left or joined, which a real controller must, so no controller converges
+/// faster on this cluster. The probe groups are emptied first, as a controller does after `reset`.
+async fn floor(client: &Client, changes: usize, count: usize) -> anyhow::Result<()> {
+    let groups: Api<DynamicAddressGroup> = Api::all(client.clone());
+    let merge = PatchParams {
+        field_manager: Some("airlock-bench-floor".to_owned()),
+        ..PatchParams::default()
+    };
+    for slot in 0..PROBES {
+        let empty = json!({"status": {"memberCount": 0, "members": []}});
+        groups
+            .patch_status(&format!("probe-{slot}"), &merge, &Patch::Merge(&empty))
+            .await?;
+    }
+    let pods: Api<Pod> = Api::all(client.clone());
+    let controller = tokio::spawn(async move {
+        let mut members: HashMap<String, BTreeMap<(String, String), Member>> = HashMap::new();
+        let mut stream = watcher(pods, watcher::Config::default().labels(SLOT_LABEL)).boxed();
+        while let Some(event) = stream.next().await {
+            let pod = match event {
+                Ok(watcher::Event::Apply(pod) | watcher::Event::InitApply(pod)) => pod,
+                Ok(_) => continue,
+                Err(error) => {
+                    println!("floor: pod watch error {error}; resuming");
+                    continue;
+                }
+            };
+            let Some(slot) = pod.labels().get(SLOT_LABEL).and_then(|s| s.strip_prefix('s')) else {
+                continue;
+            };
+            let group = format!("probe-{slot}");
+            let status = pod.status.as_ref();
+            let member = Member {
+                namespace: pod.namespace().unwrap_or_default(),
+                name: pod.name_any(),
+                ips: status
+                    .and_then(|s| s.pod_ips.as_ref())
+                    .map(|ips| ips.iter().map(|ip| ip.ip.clone()).collect())
+                    .unwrap_or_default(),
+                ready: status
+                    .and_then(|s| s.conditions.as_ref())
+                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True")),
+            };
+            let list = members.entry(group.clone()).or_default();
+            let key = (member.namespace.clone(), member.name.clone());
+            if list.get(&key) == Some(&member) {
+                continue;
+            }
+            list.insert(key, member);
+            let patch =
+                json!({"status": {"memberCount": list.len(), "members": list.values().collect::<Vec<_>>()}});
+            if let Err(error) = groups.patch_status(&group, &merge, &Patch::Merge(&patch)).await {
+                println!("floor: writing {group} failed: {error}");
+            }
+        }
+    });
+    let measured = converge(client, "floor", changes, count).await;
+    controller.abort();
+    measured
+}
+
 /// Puts the relabelled pods back as they were created.
 async fn reset(client: &Client, changes: usize, count: usize) -> anyhow::Result<()> {
     futures::stream::iter(0..changes)
@@ -471,8 +539,9 @@ async fn main() -> anyhow::Result<()> {
             converge(&client, &who, changes, count).await
         }
         Some("reset") => reset(&client, changes, count).await,
+        Some("floor") => floor(&client, changes, count).await,
         _ => bail!(
-            "usage: bench_convergence setup|pods|wait-synced|converge --who NAME|reset [--count N] [--changes N]"
+            "usage: bench_convergence setup|pods|wait-synced|converge --who NAME|reset|floor [--count N] [--changes N]"
         ),
     }
 }
