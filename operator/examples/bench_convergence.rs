@@ -21,13 +21,16 @@
 //! pod `i * 7919 mod 2000` the slot `s<i mod 10>` and another `app`, so the pod also leaves and joins
 //! ordinary groups — a realistic relabel that makes the controller write several groups — and the
 //! latency is measured from the patch's response to the first watch event of `probe-<i mod 10>` that
-//! lists the pod.
+//! lists the pod. A second figure (`all_…`) is the time until every group the change touched shows it
+//! (the pod listed in the groups it joined, gone from those it left), as Airlock's own index computes
+//! them; the groups are watched whole.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use airlock_crds::DynamicAddressGroup;
+use airlock_crds::v1alpha1::group::MAX_INLINE_MEMBERS;
 use airlock_crds::v1alpha1::{DynamicAddressGroupSpec, Member};
 use airlock_operator::index::{Index, LeanPod};
 use anyhow::{Context as _, bail};
@@ -269,33 +272,50 @@ async fn create_pods(client: &Client, count: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The cluster as Airlock's index sees it: namespaces, pods (also returned whole, by namespace and name)
+/// and the benchmark's groups.
+async fn cluster_index(
+    client: &Client,
+) -> anyhow::Result<(Index, HashMap<(String, String), Pod>, Vec<DynamicAddressGroup>)> {
+    let mut index = Index::new();
+    for ns in Api::<Namespace>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+    {
+        index.apply_namespace(&ns.name_any(), ns.metadata.labels.clone().unwrap_or_default());
+    }
+    let mut pods = HashMap::new();
+    for pod in Api::<Pod>::all(client.clone())
+        .list(&ListParams::default())
+        .await?
+    {
+        let ns = pod.namespace().unwrap_or_default();
+        if let Some(lean) = LeanPod::from_pod(&pod) {
+            index.apply_pod(&ns, lean);
+        }
+        pods.insert((ns, pod.name_any()), pod);
+    }
+    let by_set = ListParams::default().labels(&format!("{SET_LABEL}=operator"));
+    let groups = Api::<DynamicAddressGroup>::all(client.clone())
+        .list(&by_set)
+        .await?
+        .items;
+    for group in &groups {
+        index.apply_group(&group.name_any(), &group.spec);
+    }
+    index.take_dirty_groups();
+    Ok((index, pods, groups))
+}
+
 /// Waits until every group's status lists what Airlock's index computes from the cluster as it is.
 async fn wait_synced(client: &Client, timeout: Duration) -> anyhow::Result<()> {
     let started = Instant::now();
-    let groups: Api<DynamicAddressGroup> = Api::all(client.clone());
-    let by_set = ListParams::default().labels(&format!("{SET_LABEL}=operator"));
     loop {
-        let mut index = Index::new();
-        for ns in Api::<Namespace>::all(client.clone())
-            .list(&ListParams::default())
-            .await?
-        {
-            index.apply_namespace(&ns.name_any(), ns.metadata.labels.clone().unwrap_or_default());
-        }
-        for pod in Api::<Pod>::all(client.clone())
-            .list(&ListParams::default())
-            .await?
-        {
-            if let Some(lean) = LeanPod::from_pod(&pod) {
-                index.apply_pod(&pod.namespace().unwrap_or_default(), lean);
-            }
-        }
-        let listed = groups.list(&by_set).await?.items;
+        let (index, _, listed) = cluster_index(client).await?;
         let mut behind = Vec::new();
         let mut memberships = 0;
         for group in &listed {
             let name = group.name_any();
-            index.apply_group(&name, &group.spec);
             let view = index.group(&name).context("the group was just applied")?;
             memberships += view.member_count();
             let status = group.status.clone().unwrap_or_default();
@@ -324,20 +344,42 @@ async fn wait_synced(client: &Client, timeout: Duration) -> anyhow::Result<()> {
     }
 }
 
-/// When each (group, pod) membership was first seen by the watch.
+/// The change being measured: what each group it touches must show, and when the watch first saw it.
 #[derive(Default)]
-struct Seen {
-    at: Mutex<HashMap<(String, String), Instant>>,
+struct Pending {
+    state: Mutex<PendingState>,
     changed: Notify,
 }
 
-async fn converge(client: &Client, who: &str, changes: usize, count: usize) -> anyhow::Result<()> {
-    let seen = Arc::new(Seen::default());
+#[derive(Default)]
+struct PendingState {
+    /// Namespace and name of the relabelled pod.
+    pod: (String, String),
+    /// Per group the change touches: whether its status must list the pod.
+    expected: HashMap<String, bool>,
+    /// Per group, when a watch event first showed it as expected.
+    met: HashMap<String, Instant>,
+}
+
+async fn converge(
+    client: &Client,
+    who: &str,
+    changes: usize,
+    count: usize,
+    every_group: bool,
+) -> anyhow::Result<()> {
+    let (mut index, mut pods, _) = cluster_index(client).await?;
+    let pending = Arc::new(Pending::default());
     let (listed_tx, listed_rx) = tokio::sync::oneshot::channel();
     let groups: Api<DynamicAddressGroup> = Api::all(client.clone());
-    let config = watcher::Config::default().labels("bench.airlock.dev/role=probe");
+    let role = if every_group {
+        format!("{SET_LABEL}=operator")
+    } else {
+        "bench.airlock.dev/role=probe".to_owned()
+    };
+    let config = watcher::Config::default().labels(&role);
     let watch = tokio::spawn({
-        let seen = seen.clone();
+        let pending = pending.clone();
         async move {
             let mut listed = Some(listed_tx);
             let mut stream = watcher(groups, config).boxed();
@@ -358,25 +400,67 @@ async fn converge(client: &Client, who: &str, changes: usize, count: usize) -> a
                     }
                 };
                 let name = group.name_any();
-                let mut at = seen.at.lock().unwrap_or_else(PoisonError::into_inner);
-                for member in group.status.iter().flat_map(|s| s.members.iter()) {
-                    at.entry((name.clone(), member.name.clone())).or_insert(now);
+                let mut state = pending.state.lock().unwrap_or_else(PoisonError::into_inner);
+                let Some(&want) = state.expected.get(&name) else {
+                    continue;
+                };
+                if state.met.contains_key(&name) {
+                    continue;
                 }
-                drop(at);
-                seen.changed.notify_waiters();
+                let (ns, pod) = state.pod.clone();
+                let listed = group
+                    .status
+                    .iter()
+                    .flat_map(|s| s.members.iter())
+                    .any(|m| m.namespace == ns && m.name == pod);
+                if listed == want {
+                    state.met.insert(name, now);
+                    drop(state);
+                    pending.changed.notify_waiters();
+                }
             }
         }
     });
-    listed_rx.await.context("the probe watch ended before listing")?;
+    listed_rx.await.context("the group watch ended before listing")?;
 
-    let mut latencies = Vec::with_capacity(changes);
-    let mut lost = 0;
+    let mut probe_latencies = Vec::with_capacity(changes);
+    let mut all_latencies = Vec::with_capacity(changes);
+    let (mut lost, mut all_lost, mut touched) = (0, 0, 0);
     for i in 0..changes {
-        let (k, labels, group) = change(i, count);
+        let (k, labels, probe) = change(i, count);
         let (ns, name, _) = pod_identity(k);
-        let pods: Api<Pod> = Api::namespaced(client.clone(), &ns);
-        let key = (group, name.clone());
-        pods.patch(
+        // What the change must make each group show, from the index with the new labels applied.
+        let pod = pods
+            .get_mut(&(ns.clone(), name.clone()))
+            .with_context(|| format!("pod {ns}/{name} is not in the cluster"))?;
+        let pod_labels = pod.metadata.labels.get_or_insert_default();
+        for (key, value) in labels.as_object().into_iter().flatten() {
+            pod_labels.insert(key.clone(), value.as_str().unwrap_or_default().to_owned());
+        }
+        index.apply_pod(&ns, LeanPod::from_pod(pod).context("the pod has a name")?);
+        let mut expected = HashMap::new();
+        for group in index.take_dirty_groups() {
+            let view = index.group(&group).context("a dirty group is in the index")?;
+            if !every_group && group != probe || view.member_count() > MAX_INLINE_MEMBERS {
+                continue;
+            }
+            let listed = view
+                .members()
+                .any(|(key, _)| *key.namespace == *ns && *key.name == *name);
+            expected.insert(group, listed);
+        }
+        if expected.get(&probe) != Some(&true) {
+            bail!("change {i} does not make {ns}/{name} a member of {probe}");
+        }
+        touched += expected.len();
+        {
+            let mut state = pending.state.lock().unwrap_or_else(PoisonError::into_inner);
+            state.pod = (ns.clone(), name.clone());
+            state.expected = expected;
+            state.met.clear();
+        }
+        let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+        api.patch(
             &name,
             &PatchParams::default(),
             &Patch::Merge(json!({"metadata": {"labels": labels}})),
@@ -384,34 +468,66 @@ async fn converge(client: &Client, who: &str, changes: usize, count: usize) -> a
         .await?;
         let patched = Instant::now();
         let deadline = patched + CHANGE_TIMEOUT;
-        let latency = loop {
-            let notified = seen.changed.notified();
-            if let Some(at) = seen.at.lock().unwrap_or_else(PoisonError::into_inner).get(&key) {
-                // A watch event that beat the patch's response counts as zero.
-                break at.saturating_duration_since(patched);
+        loop {
+            let notified = pending.changed.notified();
+            {
+                let state = pending.state.lock().unwrap_or_else(PoisonError::into_inner);
+                if state.met.len() == state.expected.len() {
+                    break;
+                }
             }
             if tokio::time::timeout_at(deadline.into(), notified).await.is_err() {
-                lost += 1;
-                break CHANGE_TIMEOUT;
+                break;
             }
-        };
-        latencies.push(latency);
+        }
+        {
+            let state = pending.state.lock().unwrap_or_else(PoisonError::into_inner);
+            // A watch event that beat the patch's response counts as zero.
+            match state.met.get(&probe) {
+                Some(at) => probe_latencies.push(at.saturating_duration_since(patched)),
+                None => {
+                    lost += 1;
+                    probe_latencies.push(CHANGE_TIMEOUT);
+                }
+            }
+            if state.met.len() == state.expected.len() {
+                let last = state.met.values().max().copied().unwrap_or(patched);
+                all_latencies.push(last.saturating_duration_since(patched));
+            } else {
+                all_lost += 1;
+                all_latencies.push(CHANGE_TIMEOUT);
+            }
+        }
         tokio::time::sleep(GAP).await;
     }
     watch.abort();
-    latencies.sort_unstable();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
-    let pick = |p: f64| {
-        let rank = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len());
-        ms(latencies[rank - 1])
+    let figures = |mut latencies: Vec<Duration>, prefix: &str| {
+        latencies.sort_unstable();
+        let pick = |p: f64| {
+            let rank = ((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len());
+            ms(latencies[rank - 1])
+        };
+        format!(
+            "{prefix}p50_ms={:.1} {prefix}p90_ms={:.1} {prefix}p99_ms={:.1} {prefix}max_ms={:.1}",
+            pick(0.50),
+            pick(0.90),
+            pick(0.99),
+            latencies.last().map_or(0.0, |d| ms(*d)),
+        )
     };
-    println!(
-        "converge who={who} changes={changes} p50_ms={:.1} p90_ms={:.1} p99_ms={:.1} max_ms={:.1} lost={lost}",
-        pick(0.50),
-        pick(0.90),
-        pick(0.99),
-        latencies.last().map_or(0.0, |d| ms(*d)),
+    let mut line = format!(
+        "converge who={who} changes={changes} {} lost={lost}",
+        figures(probe_latencies, "")
     );
+    if every_group {
+        line += &format!(
+            " {} all_lost={all_lost} groups_per_change={:.2}",
+            figures(all_latencies, "all_"),
+            touched as f64 / changes as f64
+        );
+    }
+    println!("{line}");
     Ok(())
 }
 
@@ -476,7 +592,7 @@ async fn floor(client: &Client, changes: usize, count: usize) -> anyhow::Result<
             }
         }
     });
-    let measured = converge(client, "floor", changes, count).await;
+    let measured = converge(client, "floor", changes, count, false).await;
     controller.abort();
     measured
 }
@@ -536,7 +652,7 @@ async fn main() -> anyhow::Result<()> {
         }
         Some("converge") => {
             let who = flag(&args, "--who").context("converge needs --who NAME")?;
-            converge(&client, &who, changes, count).await
+            converge(&client, &who, changes, count, true).await
         }
         Some("reset") => reset(&client, changes, count).await,
         Some("floor") => floor(&client, changes, count).await,
