@@ -14,8 +14,9 @@
 #   3. phase A: the Airlock operator starts, lists the pods; once every group's status is what Airlock's
 #      own index computes from the cluster, its RSS is read again; then BENCH_CHANGES (200) label
 #      changes, one after another, each moving a pod into a probe group (and to another app); latency =
-#      patch response → a watch on the group lists the pod; a second figure is the time until every group
-#      the change touched (the probe and the ordinary groups the pod left or joined) shows it;
+#      patch response → a watch on the group lists the pod; then, after a reset, the same changes again,
+#      timed until every group each touched (the probe and the ordinary groups the pod left or joined)
+#      shows it;
 #   4. phase B: Airlock stops, the pods are relabelled back, the client-go peer starts, and the same
 #      (RSS once the groups are current, then the same change sequence).
 #   5. the floor: the peer stops, the pods are relabelled back, and the driver itself does the bare
@@ -145,6 +146,12 @@ a1=$(rss airlock-operator)
 log "phase A: airlock RSS with $pods pods ${a1} KiB; $changes label changes"
 out_a=$("$driver" converge --who airlock --changes "$changes" --count "$pods")
 echo "$out_a" >&2
+# The same changes again, timed until every group they touch shows them (a separate run: it watches all
+# the groups, which costs the driver more than watching the probes).
+"$driver" reset --changes "$changes" --count "$pods" >&2
+"$driver" wait-synced --timeout 120 >&2
+out_a2=$("$driver" converge --who airlock --every-group --changes "$changes" --count "$pods")
+echo "$out_a2" >&2
 stop_pid "$dir/pids/airlock-operator.pid"
 
 # --- 4: phase B, the client-go peer -------------------------------------------------------------------------
@@ -157,6 +164,10 @@ p1gc=$(peer_rss_gc)
 log "phase B: client-go RSS with $pods pods ${p1} KiB (${p1gc} KiB after GC); the same $changes label changes"
 out_b=$("$driver" converge --who client-go --changes "$changes" --count "$pods")
 echo "$out_b" >&2
+"$driver" reset --changes "$changes" --count "$pods" >&2
+"$driver" wait-synced --timeout 120 >&2
+out_b2=$("$driver" converge --who client-go --every-group --changes "$changes" --count "$pods")
+echo "$out_b2" >&2
 stop_pid "$dir/pids/bench-peer.pid"
 
 # --- 5: the floor -------------------------------------------------------------------------------------------
@@ -166,12 +177,13 @@ echo "$out_f" >&2
 
 # --- summary ----------------------------------------------------------------------------------------------
 echo
-python3 - "$pods" "$changes" "$out_a" "$out_b" "$a0" "$a1" "$p0" "$p1" "$p0gc" "$p1gc" "$out_f" <<'PY'
+python3 - "$pods" "$changes" "$out_a" "$out_b" "$a0" "$a1" "$p0" "$p1" "$p0gc" "$p1gc" "$out_f" "$out_a2" "$out_b2" <<'PY'
 import sys
 pods, changes = int(sys.argv[1]), int(sys.argv[2])
 def figures(line):
     return {k: float(v) for k, v in (f.split("=") for f in line.split()[1:]) if k not in ("who",)}
 a, b, f = figures(sys.argv[3]), figures(sys.argv[4]), figures(sys.argv[11])
+a2, b2 = figures(sys.argv[12]), figures(sys.argv[13])
 a0, a1, p0, p1, p0gc, p1gc = (int(x) for x in sys.argv[5:11])
 per_pod = lambda before, after: (after - before) / pods  # KiB per pod
 ma, mp, mp_nat = per_pod(a0, a1), per_pod(p0gc, p1gc), per_pod(p0, p1)
@@ -188,9 +200,9 @@ ratio_mem = ma / mp if mp > 0 else float("inf")
 print(f"operator: convergence p50 {a['p50_ms']:.1f} ms p99 {a['p99_ms']:.1f} ms (client-go peer p50 {b['p50_ms']:.1f} "
       f"p99 {b['p99_ms']:.1f} ms; ratio p99 {ratio_p99:.2f}, target ≤ 0.5 and ≤ 100 ms); memory per pod "
       f"{ma:.2f} KiB vs {mp:.2f} KiB (ratio {ratio_mem:.2f}, target ≤ 0.3)")
-print(f"operator: until every group a change touched shows it ({a['groups_per_change']:.1f} groups per change): airlock "
-      f"p50 {a['all_p50_ms']:.1f} ms p99 {a['all_p99_ms']:.1f} ms, client-go p50 {b['all_p50_ms']:.1f} ms p99 "
-      f"{b['all_p99_ms']:.1f} ms (ratio p99 {a['all_p99_ms'] / b['all_p99_ms']:.2f})")
+print(f"operator: until every group a change touched shows it ({a2['groups_per_change']:.1f} groups per change, a "
+      f"second run): airlock p50 {a2['all_p50_ms']:.1f} ms p99 {a2['all_p99_ms']:.1f} ms, client-go p50 "
+      f"{b2['all_p50_ms']:.1f} ms p99 {b2['all_p99_ms']:.1f} ms (ratio p99 {a2['all_p99_ms'] / b2['all_p99_ms']:.2f})")
 print(f"operator: the floor on this cluster is p50 {f['p50_ms']:.1f} ms p99 {f['p99_ms']:.1f} ms; airlock p99 "
       f"{a['p99_ms'] / f['p99_ms']:.2f} x the floor, client-go {b['p99_ms'] / f['p99_ms']:.2f} x; 0.5 x the peer's p99 "
       f"is {0.5 * b['p99_ms']:.1f} ms, {'below' if 0.5 * b['p99_ms'] < f['p99_ms'] else 'above'} the floor")
