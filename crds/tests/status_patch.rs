@@ -34,6 +34,14 @@ fn written_over<S: Serialize + DeserializeOwned>(previous: &S, next: &S) -> S {
     serde_json::from_value(object["status"].clone()).unwrap()
 }
 
+/// Writing the empty (default) status over `full` leaves nothing of `full`, and writing `full` over the
+/// empty status gives `full`.
+fn assert_replaces<S: Serialize + DeserializeOwned + Default + PartialEq + std::fmt::Debug>(full: &S) {
+    let empty = S::default();
+    assert_eq!(written_over(full, &empty), empty);
+    assert_eq!(written_over(&empty, full), *full);
+}
+
 #[test]
 fn an_emptied_group_status_replaces_every_member() {
     let full = DynamicAddressGroupStatus {
@@ -56,9 +64,7 @@ fn an_emptied_group_status_replaces_every_member() {
         ],
         shards: 1,
     };
-    let empty = DynamicAddressGroupStatus::default();
-    assert_eq!(written_over(&full, &empty), empty);
-    assert_eq!(written_over(&empty, &full), full);
+    assert_replaces(&full);
 }
 
 #[test]
@@ -86,9 +92,7 @@ fn an_instance_status_without_unprotected_workloads_or_drift_clears_them() {
             }],
         }),
     };
-    let empty = AIRuntimeInstanceStatus::default();
-    assert_eq!(written_over(&full, &empty), empty);
-    assert_eq!(written_over(&empty, &full), full);
+    assert_replaces(&full);
     // Drift is merged field by field: fewer drifted pods replace the list.
     let fewer = AIRuntimeInstanceStatus {
         drift: Some(Drift {
@@ -107,7 +111,5 @@ fn a_profile_status_without_conditions_or_generation_clears_them() {
         observed_generation: Some(3),
         instance_count: 2,
     };
-    let empty = AISecurityProfileStatus::default();
-    assert_eq!(written_over(&full, &empty), empty);
-    assert_eq!(written_over(&empty, &full), full);
+    assert_replaces(&full);
 }

@@ -89,6 +89,15 @@ async fn create_audit_instance(
     create_cluster(client, name, spec).await
 }
 
+/// Deletes the pods at once (no grace period).
+async fn delete_pods(pods: &Api<Pod>, names: &[&str]) {
+    for name in names {
+        pods.delete(name, &DeleteParams::default().grace_period(0))
+            .await
+            .expect("delete pod");
+    }
+}
+
 /// The group's members as `namespace/name` once every member has an IP.
 async fn members(client: &Client, group: &str) -> Option<Vec<String>> {
     let groups: Api<DynamicAddressGroup> = Api::all(client.clone());
@@ -174,11 +183,7 @@ async fn group_membership_follows_pod_labels_ips_and_deletion() {
 
         // The last members leave: the status lists none (a merge patch that left `members` out would
         // keep the old list under `memberCount: 0`).
-        for pod in ["db", "web"] {
-            pods.delete(pod, &DeleteParams::default().grace_period(0))
-                .await
-                .expect("delete pod");
-        }
+        delete_pods(&pods, &["db", "web"]).await;
         eventually("the group to be empty", WAIT, || async {
             let status = groups.get(&name).await.ok()?.status?;
             (status.member_count == 0 && status.members.is_empty()).then_some(())
@@ -336,11 +341,7 @@ async fn an_instance_reports_coverage_delivers_policy_and_cleans_up() {
         .await;
 
         // Once the unprotected model server and the drifted pod are gone, the status names neither.
-        for pod in ["llm", "early"] {
-            pods.delete(pod, &DeleteParams::default().grace_period(0))
-                .await
-                .expect("delete pod");
-        }
+        delete_pods(&pods, &["llm", "early"]).await;
         eventually("coverage without unprotected workloads or drift", WAIT, || async {
             let s = instances.get(&instance).await.ok()?.status?;
             (s.unprotected_model_servers == 0 && s.unprotected.is_empty() && s.drift.is_none()).then_some(())

@@ -569,17 +569,15 @@ async fn floor(client: &Client, changes: usize, count: usize) -> anyhow::Result<
                 continue;
             };
             let group = format!("probe-{slot}");
-            let status = pod.status.as_ref();
+            // IPs and readiness as the operator's index reads them.
+            let Some(lean) = LeanPod::from_pod(&pod) else {
+                continue;
+            };
             let member = Member {
                 namespace: pod.namespace().unwrap_or_default(),
-                name: pod.name_any(),
-                ips: status
-                    .and_then(|s| s.pod_ips.as_ref())
-                    .map(|ips| ips.iter().map(|ip| ip.ip.clone()).collect())
-                    .unwrap_or_default(),
-                ready: status
-                    .and_then(|s| s.conditions.as_ref())
-                    .is_some_and(|c| c.iter().any(|c| c.type_ == "Ready" && c.status == "True")),
+                name: lean.name.to_string(),
+                ips: lean.ips.iter().map(ToString::to_string).collect(),
+                ready: lean.ready,
             };
             let list = members.entry(group.clone()).or_default();
             let key = (member.namespace.clone(), member.name.clone());
