@@ -10,12 +10,12 @@
 //!
 //! A third mode, `cost <mutate.json> <validate.json>`, times the handler alone (`review::handle`, no
 //! TLS, no HTTP) on the same reviews, on one thread, and prints p50/p99 per call (`COST_CALLS` calls,
-//! default 20,000).
+//! default 20,000); and the same with serde's reader in place of the direct one (`handle_serde`).
 
 use std::sync::Arc;
 
 use airlock_crds::{AIRuntimeInstance, AISecurityProfile};
-use airlock_webhook::review::{Route, StaticView, handle};
+use airlock_webhook::review::{ClusterView, Reply, Route, StaticView, handle, handle_serde};
 use airlock_webhook::server::serve_filter;
 use airlock_webhook::tls::ReloadingCert;
 use airlock_webhook::{ServeOptions, serve};
@@ -75,21 +75,29 @@ fn cost(files: &[(Route, &str)]) -> anyhow::Result<()> {
         for _ in 0..calls / 10 {
             std::hint::black_box(handle(*route, &body, &view));
         }
-        let mut times: Vec<std::time::Duration> = (0..calls)
-            .map(|_| {
-                let started = std::time::Instant::now();
-                std::hint::black_box(handle(*route, std::hint::black_box(&body), &view));
-                started.elapsed()
-            })
-            .collect();
-        times.sort_unstable();
-        let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
+        anyhow::ensure!(
+            answer == handle_serde(*route, &body, &view),
+            "{file}: the readers differ"
+        );
+        let time = |handler: fn(Route, &[u8], &dyn ClusterView) -> Reply| {
+            let mut times: Vec<std::time::Duration> = (0..calls)
+                .map(|_| {
+                    let started = std::time::Instant::now();
+                    std::hint::black_box(handler(*route, std::hint::black_box(&body), &view));
+                    started.elapsed()
+                })
+                .collect();
+            times.sort_unstable();
+            let at = |q: f64| times[((times.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e6;
+            (at(0.5), at(0.99))
+        };
+        let (p50, p99) = time(handle);
+        let (serde_p50, serde_p99) = time(handle_serde);
         println!(
-            "handler {route:?} ({} bytes, verdict {}): p50 {:.1} us, p99 {:.1} us",
+            "handler {route:?} ({} bytes, verdict {}): p50 {p50:.1} us, p99 {p99:.1} us \
+             (with serde's reader for the review: p50 {serde_p50:.1} us, p99 {serde_p99:.1} us)",
             body.len(),
             answer.verdict,
-            at(0.5),
-            at(0.99)
         );
     }
     Ok(())

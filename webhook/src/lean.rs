@@ -52,7 +52,7 @@ pub(crate) struct Meta {
     #[serde(default)]
     pub owner_references: Option<Vec<OwnerReference>>,
     #[serde(default)]
-    deletion_timestamp: Option<IgnoredAny>,
+    pub(crate) deletion_timestamp: Option<IgnoredAny>,
 }
 
 impl Meta {
@@ -64,14 +64,14 @@ impl Meta {
 
 /// An `env` entry, of which only the name is read.
 #[derive(Deserialize)]
-struct EnvName {
+pub(crate) struct EnvName {
     #[serde(default)]
-    name: Option<AppEnvName>,
+    pub(crate) name: Option<AppEnvName>,
 }
 
 /// An environment variable's name, kept only as its position in [`APP_ENV`] (the only names a decision
 /// reads): no string is built for the dozens of other names a pod commonly sets.
-struct AppEnvName(Option<usize>);
+pub(crate) struct AppEnvName(pub(crate) Option<usize>);
 
 impl<'de> Deserialize<'de> for AppEnvName {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -91,7 +91,7 @@ impl<'de> Deserialize<'de> for AppEnvName {
 
 /// A container's `env` list, kept as the positions in [`APP_ENV`] of the names it has, in order. The
 /// entries are read one by one and dropped: no list of the dozens of entries a pod commonly has is built.
-struct AppEnvNames(Vec<usize>);
+pub(crate) struct AppEnvNames(pub(crate) Vec<usize>);
 
 impl<'de> Deserialize<'de> for AppEnvNames {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -117,21 +117,21 @@ impl<'de> Deserialize<'de> for AppEnvNames {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct LeanContainer {
+pub(crate) struct LeanContainer {
     #[serde(default)]
-    name: Option<String>,
+    pub(crate) name: Option<String>,
     #[serde(default)]
-    image: Option<String>,
+    pub(crate) image: Option<String>,
     #[serde(default)]
-    command: Option<Vec<String>>,
+    pub(crate) command: Option<Vec<String>>,
     #[serde(default)]
-    args: Option<Vec<String>>,
+    pub(crate) args: Option<Vec<String>>,
     #[serde(default)]
-    ports: Option<Vec<ContainerPort>>,
+    pub(crate) ports: Option<Vec<ContainerPort>>,
     #[serde(default)]
-    env: Option<AppEnvNames>,
+    pub(crate) env: Option<AppEnvNames>,
     #[serde(default)]
-    env_from: Option<Vec<IgnoredAny>>,
+    pub(crate) env_from: Option<Vec<IgnoredAny>>,
 }
 
 impl From<LeanContainer> for Container {
@@ -170,24 +170,24 @@ impl From<LeanContainer> for ContainerSummary {
 }
 
 #[derive(Deserialize)]
-struct Named {
+pub(crate) struct Named {
     #[serde(default)]
-    name: Option<String>,
+    pub(crate) name: Option<String>,
 }
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase")]
-struct LeanPodSpec {
+pub(crate) struct LeanPodSpec {
     #[serde(default)]
-    containers: Option<Vec<LeanContainer>>,
+    pub(crate) containers: Option<Vec<LeanContainer>>,
     #[serde(default)]
-    init_containers: Option<Vec<LeanContainer>>,
+    pub(crate) init_containers: Option<Vec<LeanContainer>>,
     #[serde(default)]
-    ephemeral_containers: Option<Vec<Named>>,
+    pub(crate) ephemeral_containers: Option<Vec<Named>>,
     #[serde(default)]
-    host_network: Option<bool>,
+    pub(crate) host_network: Option<bool>,
     #[serde(default)]
-    volumes: Option<Vec<IgnoredAny>>,
+    pub(crate) volumes: Option<Vec<IgnoredAny>>,
 }
 
 impl From<LeanPodSpec> for PodSpec {
@@ -265,15 +265,15 @@ struct JobTemplate {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Object<S> {
+pub(crate) struct Object<S> {
     #[serde(default)]
-    api_version: Option<String>,
+    pub(crate) api_version: Option<String>,
     #[serde(default)]
-    kind: Option<String>,
+    pub(crate) kind: Option<String>,
     #[serde(default)]
-    metadata: Option<Meta>,
+    pub(crate) metadata: Option<Meta>,
     #[serde(default)]
-    spec: Option<S>,
+    pub(crate) spec: Option<S>,
 }
 
 /// The `apiVersion` of each workload kind.
@@ -347,15 +347,7 @@ pub(crate) fn workload_from<'de, D: serde::Deserializer<'de>>(
     deserializer: D,
 ) -> Result<LeanWorkload, D::Error> {
     Ok(match kind {
-        WorkloadKind::Pod => {
-            let object: Object<LeanPodSpec> = parse(kind, deserializer)?;
-            let meta = object.metadata.unwrap_or_default();
-            LeanWorkload {
-                pod_labels: meta.labels.clone(),
-                meta,
-                pod_spec: object.spec.map(PodSummary::from).unwrap_or_default(),
-            }
-        }
+        WorkloadKind::Pod => pod_workload(parse(kind, deserializer)?),
         WorkloadKind::CronJob => {
             let object: Object<CronJobSpec> = parse(kind, deserializer)?;
             let template = object
@@ -391,9 +383,23 @@ pub(crate) fn pod(json: &str) -> serde_json::Result<Pod> {
 
 /// Reads a Pod from any deserializer (also in the middle of a review).
 pub(crate) fn pod_from<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Pod, D::Error> {
-    let object: Object<LeanPodSpec> = parse(WorkloadKind::Pod, deserializer)?;
+    Ok(pod_of(parse(WorkloadKind::Pod, deserializer)?))
+}
+
+/// A pod object, read and type-checked, as a workload to validate.
+pub(crate) fn pod_workload(object: Object<LeanPodSpec>) -> LeanWorkload {
     let meta = object.metadata.unwrap_or_default();
-    Ok(Pod {
+    LeanWorkload {
+        pod_labels: meta.labels.clone(),
+        meta,
+        pod_spec: object.spec.map(PodSummary::from).unwrap_or_default(),
+    }
+}
+
+/// A pod object, read and type-checked, as the `k8s-openapi` `Pod` to inject.
+pub(crate) fn pod_of(object: Object<LeanPodSpec>) -> Pod {
+    let meta = object.metadata.unwrap_or_default();
+    Pod {
         metadata: ObjectMeta {
             name: meta.name,
             generate_name: meta.generate_name,
@@ -405,7 +411,7 @@ pub(crate) fn pod_from<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Res
         },
         spec: object.spec.map(PodSpec::from),
         status: None,
-    })
+    }
 }
 
 /// An object of `kind` as `k8s-openapi` reads it in full: its metadata, and the template of the pods it

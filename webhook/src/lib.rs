@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod cache;
+mod direct;
 pub mod error;
 pub mod fingerprint;
 mod lean;

@@ -1,7 +1,8 @@
 //! The admission-review handler: bytes in, an AdmissionReview (or a 4xx) out. Pure: everything it needs
 //! to know about the cluster comes through [`ClusterView`], so it is tested without a server or a cluster.
 //!
-//! The flow: parse the review in one pass (objects stay raw JSON until a decision reads them) → an
+//! The flow: parse the review in one pass (objects stay raw JSON until a decision reads them; a Pod
+//! CREATE, the review admission sees most, is read by [`crate::direct`] without serde) → an
 //! allowing response → [`mutate`](crate::mutate::mutate) or [`validate`](crate::validate::validate) →
 //! `.deny()` / `.with_patch()` → the review written back.
 //!
@@ -75,27 +76,30 @@ const API_VERSIONS: &[&str] = &["admission.k8s.io/v1", "admission.k8s.io/v1beta1
 /// the object comes, as the API server always does; anything else stays raw JSON (borrowed from the
 /// body) until a decision reads it. Building a generic value first and converting it cost more than
 /// the decisions themselves.
-struct RawReview<'a> {
-    api_version: Option<String>,
-    kind: Option<String>,
-    request: Option<RawRequest<'a>>,
+#[derive(Debug)]
+pub(crate) struct RawReview<'a> {
+    pub(crate) api_version: Option<String>,
+    pub(crate) kind: Option<String>,
+    pub(crate) request: Option<RawRequest<'a>>,
 }
 
 /// The fields of an `AdmissionRequest` the handler reads; those the API server always sends are
 /// required, as in `kube`'s own type.
-struct RawRequest<'a> {
-    uid: String,
-    kind: GroupVersionKind,
-    sub_resource: Option<String>,
-    name: String,
-    namespace: Option<String>,
-    operation: Operation,
-    object: Object<'a>,
-    old_object: Option<&'a RawValue>,
+#[derive(Debug)]
+pub(crate) struct RawRequest<'a> {
+    pub(crate) uid: String,
+    pub(crate) kind: GroupVersionKind,
+    pub(crate) sub_resource: Option<String>,
+    pub(crate) name: String,
+    pub(crate) namespace: Option<String>,
+    pub(crate) operation: Operation,
+    pub(crate) object: Object<'a>,
+    pub(crate) old_object: Option<&'a RawValue>,
 }
 
 /// A request's `object`.
-enum Object<'a> {
+#[derive(Debug)]
+pub(crate) enum Object<'a> {
     /// Absent or `null`.
     Absent,
     /// Raw JSON, read when a decision needs it.
@@ -360,12 +364,28 @@ impl<'de> serde::de::DeserializeSeed<'de> for ObjectSeed {
     }
 }
 
+/// How a review is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reading {
+    /// [`crate::direct`] for a Pod CREATE, and serde's one-pass read for all else.
+    Direct,
+    /// serde, reading the object as it arrives when the review says first what it is.
+    OnePass,
+    /// serde, keeping the object raw until a decision reads it: the reference.
+    TwoPass,
+}
+
 /// Reads a review: in one pass when it can; an object that cannot be read as its decision needs makes
 /// the whole read fail, so it is read again with the object kept raw, for the decision to report.
 ///
 /// JSON is UTF-8: the whole body is checked first, since strings the one-pass read skips are not.
-fn read_review(route: Route, body: &[u8], one_pass: bool) -> Result<RawReview<'_>, String> {
+pub(crate) fn read_review(route: Route, body: &[u8], how: Reading) -> Result<RawReview<'_>, String> {
     let text = std::str::from_utf8(body).map_err(|e| format!("the body is not UTF-8: {e}"))?;
+    if how == Reading::Direct
+        && let Some(review) = crate::direct::review(route, text)
+    {
+        return Ok(review);
+    }
     let read = |eager| {
         use serde::de::DeserializeSeed as _;
         let mut deserializer = serde_json::Deserializer::from_str(text);
@@ -373,7 +393,7 @@ fn read_review(route: Route, body: &[u8], one_pass: bool) -> Result<RawReview<'_
         deserializer.end()?;
         Ok(review)
     };
-    let review = if one_pass {
+    let review = if how != Reading::TwoPass {
         read(true).or_else(|_: serde_json::Error| read(false))
     } else {
         read(false)
@@ -488,18 +508,25 @@ fn invalid(reason: impl std::fmt::Display) -> Reply {
 
 /// Answers one admission request arriving on `route` with `body`, reading the cluster through `view`.
 pub fn handle(route: Route, body: &[u8], view: &dyn ClusterView) -> Reply {
-    handle_read(route, body, view, true)
+    handle_read(route, body, view, Reading::Direct)
+}
+
+/// [`handle`] with serde's one-pass read for every review, the direct reader's ([`crate::direct`]) too:
+/// what the benchmark compares the direct reader with.
+#[doc(hidden)]
+pub fn handle_serde(route: Route, body: &[u8], view: &dyn ClusterView) -> Reply {
+    handle_read(route, body, view, Reading::OnePass)
 }
 
 /// [`handle`] with every object kept raw until its decision reads it: the reference the one-pass read
 /// is tested against (it must answer exactly the same).
 #[doc(hidden)]
 pub fn handle_two_pass(route: Route, body: &[u8], view: &dyn ClusterView) -> Reply {
-    handle_read(route, body, view, false)
+    handle_read(route, body, view, Reading::TwoPass)
 }
 
-fn handle_read(route: Route, body: &[u8], view: &dyn ClusterView, one_pass: bool) -> Reply {
-    let review = match read_review(route, body, one_pass) {
+fn handle_read(route: Route, body: &[u8], view: &dyn ClusterView, how: Reading) -> Reply {
+    let review = match read_review(route, body, how) {
         Ok(review) => review,
         Err(e) => return invalid(e),
     };
@@ -809,11 +836,11 @@ mod tests {
     #[test]
     fn pod_and_workload_creates_are_read_in_one_pass_other_objects_stay_raw() {
         let pod = fixture("pod-create-app.json");
-        let read = read_review(Route::Mutate, &pod, true).unwrap();
+        let read = read_review(Route::Mutate, &pod, Reading::OnePass).unwrap();
         assert!(matches!(read.request.unwrap().object, Object::Pod(_)));
 
         let deployment = fixture("deployment-create-vllm.json");
-        let read = read_review(Route::Validate, &deployment, true).unwrap();
+        let read = read_review(Route::Validate, &deployment, Reading::OnePass).unwrap();
         assert!(matches!(read.request.unwrap().object, Object::Workload(_)));
 
         // Not a pod on /mutate, an UPDATE, one of Airlock's own kinds: raw until a decision reads them.
@@ -823,11 +850,11 @@ mod tests {
             (Route::Validate, "group-bad-match.json"),
         ] {
             let body = fixture(name);
-            let read = read_review(route, &body, true).unwrap();
+            let read = read_review(route, &body, Reading::OnePass).unwrap();
             assert!(matches!(read.request.unwrap().object, Object::Raw(_)), "{name}");
         }
         // The two-pass reference never reads ahead.
-        let read = read_review(Route::Mutate, &pod, false).unwrap();
+        let read = read_review(Route::Mutate, &pod, Reading::TwoPass).unwrap();
         assert!(matches!(read.request.unwrap().object, Object::Raw(_)));
     }
 }
