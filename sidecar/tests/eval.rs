@@ -195,3 +195,27 @@ fn blind_sets_hold_their_floors() {
         "code below its floor: {code:?}"
     );
 }
+
+/// Blind set 4 was never tuned on: it is held at its first score, so a change that loses what the rules
+/// already catch on unseen wording fails here, and its figures are printed with the others.
+#[test]
+fn blind_set_4_holds_its_first_score() {
+    let examples = load(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/heldout/set4"));
+    let (counts, _) = evaluate(&examples);
+    print_table("blind set 4 (never tuned on):", &counts);
+    let [inj, _, url, code] = [&counts[0], &counts[1], &counts[2], &counts[3]];
+    assert!(inj.tp + inj.fn_ >= 140, "blind set 4 missing");
+    // First score: recall 0.357 (50 of 140) at 3.3 % FPR (6 of 180).
+    assert!(
+        inj.recall() >= 0.35 && inj.fpr() <= 0.034,
+        "injection below its first score: {inj:?}"
+    );
+    assert!(
+        url.recall() >= 0.94 && url.fpr() <= 0.01,
+        "url below its first score: {url:?}"
+    );
+    assert!(
+        code.recall() >= 0.82 && code.fpr() <= 0.01,
+        "code below its first score: {code:?}"
+    );
+}
