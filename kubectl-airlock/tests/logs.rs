@@ -279,9 +279,11 @@ fn rows_while_following_use_fixed_widths() {
 
 #[test]
 fn the_binary_reads_a_file_and_filters_it() {
-    let dir = std::env::temp_dir().join(format!("kubectl-airlock-logs-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("sidecar.log");
+    let dir = tempfile::Builder::new()
+        .prefix("kubectl-airlock-logs-")
+        .tempdir()
+        .unwrap();
+    let path = dir.path().join("sidecar.log");
     std::fs::write(&path, container_log()).unwrap();
     let path = path.to_str().unwrap();
 

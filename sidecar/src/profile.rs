@@ -324,12 +324,27 @@ mod tests {
     use crate::engine::{Category, Detection, Segment, Source};
     use crate::verdict::decide;
 
-    fn write_profile(name: &str, yaml: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("airlock-profile-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let path = dir.join(name);
+    /// A profile written to a file in its own temporary directory, removed on drop.
+    struct ProfileFile {
+        path: PathBuf,
+        _dir: tempfile::TempDir,
+    }
+
+    impl std::ops::Deref for ProfileFile {
+        type Target = Path;
+        fn deref(&self) -> &Path {
+            &self.path
+        }
+    }
+
+    fn write_profile(name: &str, yaml: &str) -> ProfileFile {
+        let dir = tempfile::Builder::new()
+            .prefix("airlock-profile-test-")
+            .tempdir()
+            .unwrap();
+        let path = dir.path().join(name);
         std::fs::write(&path, yaml).unwrap();
-        path
+        ProfileFile { path, _dir: dir }
     }
 
     fn minimal_profile() -> &'static str {

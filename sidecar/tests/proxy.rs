@@ -752,9 +752,11 @@ async fn token_limits_count_the_prompt_tokens() {
 
 #[tokio::test]
 async fn policy_reloads_on_change_and_an_invalid_update_keeps_the_last_good_one() {
-    let dir = std::env::temp_dir().join(format!("airlock-reload-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let file = dir.join("profile.yaml");
+    let dir = tempfile::Builder::new()
+        .prefix("airlock-reload-")
+        .tempdir()
+        .unwrap();
+    let file = dir.path().join("profile.yaml");
     let allow_all =
         "apiVersion: airlock.dev/v1alpha1\nkind: AISecurityProfile\nmetadata: {name: open}\nspec: {}\n";
     let block_injection = "apiVersion: airlock.dev/v1alpha1\nkind: AISecurityProfile\nmetadata: {name: closed}\nspec:\n  appProtection:\n    promptInjection: {action: block}\n";
@@ -796,7 +798,6 @@ async fn policy_reloads_on_change_and_an_invalid_update_keeps_the_last_good_one(
             .encode()
             .contains("airlock_sidecar_policy_reloads_total{reason=\"invalid\"}")
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A CA and a `localhost` / 127.0.0.1 serving certificate it signed: (CA PEM, server config).
@@ -858,9 +859,11 @@ async fn an_https_upstream_is_reached_over_tls_with_a_custom_ca_and_http2() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let (ca_pem, config) = tls_upstream_config();
     let (upstream, last) = stub::start_tls("127.0.0.1:0".parse().unwrap(), config).await;
-    let dir = std::env::temp_dir().join(format!("airlock-https-upstream-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let ca_file = dir.join("ca.pem");
+    let dir = tempfile::Builder::new()
+        .prefix("airlock-https-upstream-")
+        .tempdir()
+        .unwrap();
+    let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, &ca_pem).unwrap();
     let http = reqwest::Client::new();
     let chat = json!({"model": "gpt-4o", "messages": [{"role": "user", "content": "ECHO:hello over tls"}]});
@@ -918,5 +921,4 @@ async fn an_https_upstream_is_reached_over_tls_with_a_custom_ca_and_http2() {
         before,
         "the untrusted upstream got no request"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
