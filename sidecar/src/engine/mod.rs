@@ -434,7 +434,7 @@ pub(crate) fn intern_anchors(anchors: &mut Vec<&'static str>, literals: &[&'stat
 /// first, then secrets anchors.
 #[derive(Debug)]
 struct AnchorPass {
-    ac: aho_corasick::dfa::DFA,
+    ac: lanes::Dfa,
     code: usize,
     secrets: usize,
 }
@@ -465,10 +465,8 @@ impl AnchorPass {
 }
 
 /// A DFA over prefilter literals (one table step per byte; small, as the literals are ASCII).
-fn anchor_automaton<'a>(
-    literals: impl IntoIterator<Item = &'a &'static str>,
-) -> Option<aho_corasick::dfa::DFA> {
-    lanes::build(literals).ok()
+fn anchor_automaton<'a>(literals: impl IntoIterator<Item = &'a &'static str>) -> Option<lanes::Dfa> {
+    lanes::build(literals)
 }
 
 /// Whether any of a rule's anchors was seen; an anchor the pass has no answer for counts as seen, so a
@@ -489,7 +487,7 @@ pub(crate) fn anchors_in(anchors: &[&'static str], folded: &str) -> Vec<bool> {
 /// Which of the `anchor_count` prefilter literals occur in `text`: one overlapping pass of the automaton,
 /// stopping early once every literal has been seen. Rules whose anchors are all absent are skipped without
 /// running their regex.
-fn anchors_seen(prefilter: &aho_corasick::dfa::DFA, text: &str, anchor_count: usize) -> Vec<bool> {
+fn anchors_seen(prefilter: &lanes::Dfa, text: &str, anchor_count: usize) -> Vec<bool> {
     let mut seen = vec![false; anchor_count];
     let mut remaining = anchor_count;
     lanes::for_each_match(prefilter, text.as_bytes(), |i, _| {

@@ -55,7 +55,7 @@ struct Automaton {
 /// A DFA, searched in interleaved lanes (see [`lanes`]), or a compact NFA.
 #[derive(Debug)]
 enum Search {
-    Dfa(Box<aho_corasick::dfa::DFA>),
+    Dfa(Box<lanes::Dfa>),
     Nfa(AhoCorasick),
 }
 
@@ -68,8 +68,14 @@ impl Automaton {
         if ids.is_empty() {
             return Ok(None);
         }
-        let search = if kind == AhoCorasickKind::DFA {
-            Search::Dfa(Box::new(lanes::build(ids.iter().map(|&i| patterns[i]))?))
+        let dfa = if kind == AhoCorasickKind::DFA {
+            lanes::build(ids.iter().map(|&i| patterns[i]))
+        } else {
+            None
+        };
+        // A DFA that could not be built (too many states) leaves the parts to the compact NFA.
+        let search = if let Some(dfa) = dfa {
+            Search::Dfa(Box::new(dfa))
         } else {
             Search::Nfa(
                 AhoCorasickBuilder::new()
