@@ -102,7 +102,7 @@ impl Dfa {
         let mut trans = vec![0u32; renumbered.len().checked_mul(stride)?];
         for (i, &s) in renumbered.iter().enumerate() {
             for (class, &b) in representative.iter().enumerate() {
-                trans[(i << stride2) | class] = new_id[&dfa.next_state(Anchored::No, s, b)];
+                trans[(i << stride2) | class] = *new_id.get(&dfa.next_state(Anchored::No, s, b))?;
             }
         }
         let mut match_at = vec![0u32];
@@ -117,7 +117,7 @@ impl Dfa {
         Some(Dfa {
             classes,
             trans,
-            start: new_id[&start],
+            start: *new_id.get(&start)?,
             first_match: u32::try_from(plain.len() << stride2).ok()?,
             stride2,
             match_at,
@@ -134,7 +134,10 @@ impl Dfa {
 
     /// The (pattern, pattern length) pairs match state `sid` reports.
     fn matches(&self, sid: u32) -> &[(u32, u32)] {
-        let m = ((sid - self.first_match) >> self.stride2) as usize;
+        let Some(m) = sid.checked_sub(self.first_match) else {
+            return &[];
+        };
+        let m = (m >> self.stride2) as usize;
         match (self.match_at.get(m), self.match_at.get(m + 1)) {
             (Some(&a), Some(&b)) => self.matched.get(a as usize..b as usize).unwrap_or_default(),
             _ => &[],
