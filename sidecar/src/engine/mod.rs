@@ -337,6 +337,16 @@ impl Engine {
         scan::scan(self, segments)
     }
 
+    /// Every detector is off: a scan finds nothing, so it reads nothing.
+    fn detects_nothing(&self) -> bool {
+        self.injection.is_none()
+            && self.dlp.is_none()
+            && self.secrets.is_none()
+            && self.url.is_none()
+            && self.code.is_none()
+            && self.topics.is_none()
+    }
+
     /// The rule set as standalone regular expressions in the `regex` crate's syntax, one per rule: phrases
     /// become their folded parts joined by a bounded gap, detectors' regexes are given as they are. For
     /// benchmarks that run the same rules through another engine (`RegexSet`, Hyperscan). Normalization,

@@ -64,6 +64,13 @@ impl Budget {
 }
 
 pub(crate) fn scan(engine: &Engine, segments: &[Segment<'_>]) -> ScanResult {
+    if engine.detects_nothing() {
+        // A profile that turns every detector off (a pass-through): no normalization, no decoding.
+        return ScanResult {
+            detections: Vec::new(),
+            truncated: false,
+        };
+    }
     let limits = &engine.limits;
     let mut budget = Budget::new(limits);
     let mut bytes_left = limits.max_scan_bytes;
@@ -131,7 +138,10 @@ pub(crate) fn scan_text(
         return out;
     }
     let n: Normalized = normalize(text);
-    hidden_text(&n, &mut out);
+    if engine.injection.is_some() {
+        // Hidden text is an injection signal: with injection detection off, it is not reported.
+        hidden_text(&n, &mut out);
+    }
     if let Some(d) = &engine.injection {
         budget.truncated |= d.detect(&n, text, source, &mut out);
     }
