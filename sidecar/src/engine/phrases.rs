@@ -80,7 +80,7 @@ impl Automaton {
             Search::Nfa(
                 AhoCorasickBuilder::new()
                     .match_kind(MatchKind::Standard)
-                    .kind(Some(kind))
+                    .kind(Some(AhoCorasickKind::ContiguousNFA))
                     .build(ids.iter().map(|&i| patterns[i]))?,
             )
         };
@@ -454,6 +454,31 @@ mod tests {
         assert!(!big.ascii_is_dfa());
         let found = hits(&big, "we discussed banned topic number 3999 today");
         assert!(found.iter().any(|&(phrase, _)| phrase == 3999), "{found:?}");
+    }
+
+    #[test]
+    fn a_dfa_too_large_for_the_lanes_falls_back_to_the_compact_nfa() {
+        // Every 3-letter string over 48 letters: about 110,000 states, more than the lanes' 16 bits.
+        let letters: Vec<char> = ('0'..='z').filter(char::is_ascii_alphanumeric).take(48).collect();
+        let mut owned: Vec<String> = Vec::new();
+        for a in &letters {
+            for b in &letters {
+                for c in &letters {
+                    owned.push(format!("{a}{b}{c}"));
+                }
+            }
+        }
+        let refs: Vec<&str> = owned.iter().map(String::as_str).collect();
+        let a = Automaton::build(&refs, (0..refs.len()).collect(), AhoCorasickKind::DFA)
+            .unwrap()
+            .unwrap();
+        match &a.search {
+            Search::Nfa(ac) => assert_eq!(ac.kind(), AhoCorasickKind::ContiguousNFA),
+            Search::Dfa(_) => panic!("16 bits cannot number 110,000 states"),
+        }
+        let mut occ = Vec::new();
+        assert!(a.collect("-- abc", 0, &mut occ));
+        assert_eq!(occ.len(), 1);
     }
 
     #[test]
