@@ -223,7 +223,20 @@ impl Injection {
             return truncated;
         }
         evidence.sort_by(|a, b| b.1.total_cmp(&a.1));
-        for (signal, _, start, end, _) in evidence.into_iter().take(MAX_FINDINGS) {
+        // One finding per signal and stretch of text: phrases of one signal that overlap (`ignore all
+        // previous instructions`, `ignore ... instructions and reveal`) are one detection of their union.
+        let mut spans: Vec<(Signal, usize, usize)> = Vec::new();
+        for (signal, _, start, end, _) in evidence {
+            let overlapping = spans
+                .iter()
+                .position(|&(s, a, b)| s == signal && start < b && a < end);
+            match overlapping {
+                Some(i) => spans[i] = (signal, spans[i].1.min(start), spans[i].2.max(end)),
+                None if spans.len() < MAX_FINDINGS => spans.push((signal, start, end)),
+                None => {}
+            }
+        }
+        for (signal, start, end) in spans {
             let (s, e) = n.to_original(start, end);
             out.push(Finding::new(Category::Injection, signal.detector(), score, s, e));
         }
