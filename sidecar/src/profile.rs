@@ -18,7 +18,7 @@ use airlock_crds::v1alpha1::profile::{
 use airlock_crds::v1alpha1::{DataAction, DetectionAction};
 
 use crate::engine::{
-    CodeConfig, CustomPattern, DlpConfig, Engine, EngineConfig, InjectionConfig, Limits, PiiType, SecretType,
+    CodeConfig, CustomPattern, DlpConfig, Engine, EngineConfig, InjectionConfig, PiiType, SecretType,
     Sensitivity, TopicConfig, UrlConfig,
 };
 use crate::verdict::{Action, ActionTable, Rule};
@@ -232,14 +232,7 @@ fn secret_type(t: CrdSecret) -> SecretType {
 pub fn compile_spec(spec: &AISecurityProfileSpec) -> (EngineConfig, ActionTable) {
     // Whatever the spec leaves off never produces a detection, so its rule is never consulted.
     let mut actions = ActionTable::uniform(Rule::Always(Action::Allow));
-    let mut config = EngineConfig {
-        injection: None,
-        dlp: None,
-        url: None,
-        code: None,
-        topics: Vec::new(),
-        limits: Limits::default(),
-    };
+    let mut config = EngineConfig::off();
     if let Some(app) = &spec.app_protection {
         if let Some(pi) = &app.prompt_injection {
             config.injection = Some(InjectionConfig {

@@ -407,18 +407,7 @@ impl<'a> Reader<'a> {
     }
 
     fn request(&mut self, route: Route) -> Option<RawRequest<'a>> {
-        const FIELDS: [&str; 10] = [
-            "uid",
-            "kind",
-            "resource",
-            "subResource",
-            "name",
-            "namespace",
-            "operation",
-            "userInfo",
-            "object",
-            "oldObject",
-        ];
+        const FIELDS: [&str; 10] = crate::review::REQUEST_FIELDS;
         let (mut uid, mut kind, mut sub_resource, mut name, mut namespace) = (None, None, None, None, None);
         let (mut operation, mut object) = (None, None);
         let (mut resource, mut user_info) = (false, false);

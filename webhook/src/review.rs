@@ -32,6 +32,21 @@ use crate::validate::{self, Verdict};
 use crate::workload::{Workload, workload_kind};
 use k8s_openapi::api::core::v1::Pod;
 
+/// The fields of an AdmissionReview's `request` that admission reads, in the order both readers number
+/// them: serde's (here) and the direct reader's (`direct.rs`).
+pub(crate) const REQUEST_FIELDS: [&str; 10] = [
+    "uid",
+    "kind",
+    "resource",
+    "subResource",
+    "name",
+    "namespace",
+    "operation",
+    "userInfo",
+    "object",
+    "oldObject",
+];
+
 /// Which webhook a request arrived on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Route {
@@ -259,18 +274,7 @@ impl<'de> serde::de::Visitor<'de> for RequestSeed {
         let mut object = None;
         let mut old_object = None;
         // Each field at most once, as serde's derived readers require.
-        const FIELDS: [&str; 10] = [
-            "uid",
-            "kind",
-            "resource",
-            "subResource",
-            "name",
-            "namespace",
-            "operation",
-            "userInfo",
-            "object",
-            "oldObject",
-        ];
+        const FIELDS: [&str; 10] = REQUEST_FIELDS;
         let mut seen = [false; FIELDS.len()];
         while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
             if let Some(i) = FIELDS.iter().position(|f| *f == key.as_ref()) {

@@ -48,6 +48,20 @@ pub struct EngineConfig {
     pub limits: Limits,
 }
 
+impl EngineConfig {
+    /// Every detector off, default limits: what a profile that asks for nothing compiles to.
+    pub fn off() -> Self {
+        EngineConfig {
+            injection: None,
+            dlp: None,
+            url: None,
+            code: None,
+            topics: Vec::new(),
+            limits: Limits::default(),
+        }
+    }
+}
+
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {
