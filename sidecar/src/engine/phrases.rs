@@ -1,6 +1,7 @@
 //! Phrase matching shared by the injection and topic detectors: one Aho-Corasick pass over the folded text
-//! finds every phrase *part*; phrases with gaps (`ignore * previous * instructions`) are then confirmed by
-//! chaining part occurrences that start within [`GAP`] bytes of each other.
+//! finds every phrase *part* (a part may have alternatives: any of them is that part); phrases with gaps
+//! (`ignore * previous * instructions`) are then confirmed by chaining part occurrences that start within
+//! [`GAP`] bytes of each other.
 
 use super::lanes;
 use aho_corasick::{AhoCorasick, AhoCorasickBuilder, AhoCorasickKind, MatchKind};
@@ -17,39 +18,55 @@ pub const MAX_PART_HITS: usize = 50_000;
 
 #[derive(Debug)]
 struct Phrase {
-    /// Where the phrase's part ids lie in [`PhraseSet::part_ids`].
+    /// Where the phrase's slot ids lie in [`PhraseSet::slot_ids`].
     parts: std::ops::Range<u32>,
     right_boundary: bool,
 }
 
+/// One part of a phrase, its text written out: one folded string per alternative (a part naming a word
+/// family has one per member; most parts have one).
+pub type Part = Vec<String>;
+
 /// A compiled set of folded phrases.
+///
+/// Each distinct literal (an alternative of some part) is one automaton pattern. Each distinct part, as
+/// its set of alternatives, is one *slot*: a literal found in the text is an occurrence of every slot that
+/// holds it, so phrases are chained slot by slot and a part with fifty alternatives costs one lookup, not
+/// fifty phrases.
 #[derive(Debug)]
 pub struct PhraseSet {
-    /// The ASCII parts, as a DFA (one table step per byte; small, since ASCII needs few byte classes)
+    /// The ASCII literals, as a DFA (one table step per byte; small, since ASCII needs few byte classes)
     /// unless they are too many for one (see [`MAX_DFA_PATTERN_BYTES`]).
     ascii: Option<Automaton>,
-    /// The parts with non-ASCII bytes (CJK, Cyrillic, Arabic...), as a compact NFA: a DFA over that many
+    /// The literals with non-ASCII bytes (CJK, Cyrillic, Arabic...), as a compact NFA: a DFA over that many
     /// byte classes takes megabytes. It searches only windows around non-ASCII bytes.
     other: Option<Automaton>,
     phrases: Vec<Phrase>,
-    /// Every phrase's part ids, one after another.
-    part_ids: Vec<u32>,
-    /// The longest part `other` holds, in bytes.
+    /// Every phrase's slot ids, one after another.
+    slot_ids: Vec<u32>,
+    /// The longest literal `other` holds, in bytes.
     other_max_len: usize,
-    /// Phrases whose first part is part `p`: `first_of[by_first[p]..by_first[p + 1]]`, one flat list
-    /// rather than a list per part, since the chaining loop reads it for every occurrence.
+    /// Phrases whose first part is slot `s`: `first_of[by_first[s]..by_first[s + 1]]`, one flat list
+    /// rather than a list per slot, since the chaining loop reads it for every occurrence.
     by_first: Vec<u32>,
     first_of: Vec<u32>,
-    part_lens: Vec<usize>,
-    /// The folded parts, kept for [`PhraseSet::as_regexes`].
-    parts: Vec<Box<str>>,
+    /// The slots literal `l` belongs to: `slots_of[by_literal[l]..by_literal[l + 1]]`.
+    by_literal: Vec<u32>,
+    slots_of: Vec<u32>,
+    literal_lens: Vec<u32>,
+    /// Slots with more than one alternative: each alternative must begin a word (as a family member is
+    /// a word, `old` in a family must not match inside `bold`).
+    alternation: Vec<bool>,
+    /// Each slot's literal ids and the folded literals, kept for [`PhraseSet::as_regexes`].
+    slot_literals: Vec<Vec<u32>>,
+    literals: Vec<Box<str>>,
 }
 
-/// One automaton over some of the parts, and the part id of each of its patterns.
+/// One automaton over some of the literals, and the literal id of each of its patterns.
 #[derive(Debug)]
 struct Automaton {
     search: Search,
-    parts: Vec<usize>,
+    literals: Vec<usize>,
 }
 
 /// A DFA, searched in interleaved lanes (see [`lanes`]), or a compact NFA.
@@ -58,6 +75,9 @@ enum Search {
     Dfa(Box<lanes::Dfa>),
     Nfa(AhoCorasick),
 }
+
+/// A slot occurrence: (slot, start, end) in the scanned text. Sorting them sorts by slot, then start.
+type Occurrence = (u32, u32, u32);
 
 impl Automaton {
     fn build(
@@ -73,7 +93,7 @@ impl Automaton {
         } else {
             None
         };
-        // A DFA that could not be built (too many states) leaves the parts to the compact NFA.
+        // A DFA that could not be built (too many states) leaves the literals to the compact NFA.
         let search = if let Some(dfa) = dfa {
             Search::Dfa(Box::new(dfa))
         } else {
@@ -84,16 +104,16 @@ impl Automaton {
                     .build(ids.iter().map(|&i| patterns[i]))?,
             )
         };
-        Ok(Some(Automaton { search, parts: ids }))
+        Ok(Some(Automaton {
+            search,
+            literals: ids,
+        }))
     }
 
-    /// Appends each part occurrence in `text` (which begins at byte `base` of the scanned text) to `occ`,
-    /// packed by [`occurrence`]; returns `false` once `occ` holds [`MAX_PART_HITS`].
-    fn collect(&self, text: &str, base: usize, occ: &mut Vec<u64>) -> bool {
-        let mut push = |pattern: usize, start: usize| {
-            occ.push(occurrence(self.parts[pattern], base + start));
-            occ.len() < MAX_PART_HITS
-        };
+    /// Calls `found(literal, start)` for each literal occurrence in `text` (which begins at byte `base`
+    /// of the scanned text) until it returns `false`; returns `false` then.
+    fn collect(&self, text: &str, base: usize, mut found: impl FnMut(usize, usize) -> bool) -> bool {
+        let mut push = |pattern: usize, start: usize| found(self.literals[pattern], base + start);
         match &self.search {
             Search::Dfa(dfa) => lanes::for_each_match(dfa, text.as_bytes(), push),
             Search::Nfa(ac) => ac
@@ -101,17 +121,6 @@ impl Automaton {
                 .all(|m| push(m.pattern().as_usize(), m.start())),
         }
     }
-}
-
-/// A part occurrence as one integer, the part id in the high half and the start in the low half, so that
-/// sorting them is sorting by (part, start). [`PhraseSet::find`] searches at most the first 4 GiB of a text.
-fn occurrence(part: usize, start: usize) -> u64 {
-    ((part as u64) << 32) | (start as u64 & 0xFFFF_FFFF)
-}
-
-/// The (part, start) of an [`occurrence`].
-fn unpack(occurrence: u64) -> (usize, usize) {
-    ((occurrence >> 32) as usize, (occurrence & 0xFFFF_FFFF) as usize)
 }
 
 /// One confirmed phrase occurrence in the scanned text.
@@ -123,13 +132,23 @@ pub struct PhraseHit {
 }
 
 /// Parses the phrase syntax: parts separated by ` * `, an optional trailing `\b` requiring a word end.
-/// Each part is passed through `fold`. Returns `None` for an empty phrase.
-pub fn parse(pattern: &str, fold: impl Fn(&str) -> String) -> Option<(Vec<String>, bool)> {
+/// `alternatives` writes each part out as its folded alternatives (empty ones are dropped). Returns `None`
+/// for an empty phrase.
+pub fn parse(pattern: &str, alternatives: impl Fn(&str) -> Vec<String>) -> Option<(Vec<Part>, bool)> {
     let (body, right) = match pattern.trim().strip_suffix("\\b") {
         Some(b) => (b, true),
         None => (pattern.trim(), false),
     };
-    let parts: Vec<String> = body.split(" * ").map(&fold).filter(|p| !p.is_empty()).collect();
+    let parts: Vec<Part> = body
+        .split(" * ")
+        .map(|p| {
+            let mut alts: Vec<String> = alternatives(p).into_iter().filter(|a| !a.is_empty()).collect();
+            alts.sort_unstable();
+            alts.dedup();
+            alts
+        })
+        .filter(|p| !p.is_empty())
+        .collect();
     if parts.is_empty() {
         None
     } else {
@@ -176,6 +195,23 @@ fn next_non_ascii(bytes: &[u8], from: usize) -> Option<usize> {
     bytes.get(at..)?.iter().position(|&b| b >= 0x80).map(|p| at + p)
 }
 
+/// `(key, value)` pairs as one flat list grouped by key: key `k`'s values are
+/// `values[offsets[k]..offsets[k + 1]]`, in the order given.
+fn flatten(keys: usize, pairs: impl Iterator<Item = (u32, u32)>) -> (Vec<u32>, Vec<u32>) {
+    let mut lists = vec![Vec::new(); keys];
+    for (k, v) in pairs {
+        lists[k as usize].push(v);
+    }
+    let mut offsets = Vec::with_capacity(keys + 1);
+    offsets.push(0);
+    let mut values = Vec::new();
+    for l in lists {
+        values.extend(l);
+        offsets.push(values.len() as u32);
+    }
+    (offsets, values)
+}
+
 fn is_word_char(c: char) -> bool {
     // CJK, kana and Hangul are not space-delimited, so they never need a boundary.
     c.is_alphanumeric() && (c as u32) < 0x2E80
@@ -183,44 +219,57 @@ fn is_word_char(c: char) -> bool {
 
 impl PhraseSet {
     /// Builds the set from already-parsed phrases (see [`parse`]); phrase ids are positions in `phrases`.
-    pub fn new(phrases: &[(Vec<String>, bool)]) -> Result<PhraseSet, aho_corasick::BuildError> {
-        let mut ids: HashMap<&str, usize> = HashMap::new();
-        let mut patterns: Vec<&str> = Vec::new();
+    pub fn new(phrases: &[(Vec<Part>, bool)]) -> Result<PhraseSet, aho_corasick::BuildError> {
+        let mut literal_ids: HashMap<&str, u32> = HashMap::new();
+        let mut literals: Vec<&str> = Vec::new();
+        let mut slot_ids_by_part: HashMap<&[String], u32> = HashMap::new();
+        let mut slot_literals: Vec<Vec<u32>> = Vec::new();
         let mut compiled = Vec::with_capacity(phrases.len());
-        let mut part_ids: Vec<u32> = Vec::new();
+        let mut slot_ids: Vec<u32> = Vec::new();
         for (parts, right_boundary) in phrases {
-            let from = part_ids.len() as u32;
-            for p in parts {
-                let id = *ids.entry(p.as_str()).or_insert_with(|| {
-                    patterns.push(p.as_str());
-                    patterns.len() - 1
+            let from = slot_ids.len() as u32;
+            for part in parts {
+                let slot = *slot_ids_by_part.entry(part.as_slice()).or_insert_with(|| {
+                    let ids = part
+                        .iter()
+                        .map(|l| {
+                            *literal_ids.entry(l.as_str()).or_insert_with(|| {
+                                literals.push(l.as_str());
+                                literals.len() as u32 - 1
+                            })
+                        })
+                        .collect();
+                    slot_literals.push(ids);
+                    slot_literals.len() as u32 - 1
                 });
-                part_ids.push(id as u32);
+                slot_ids.push(slot);
             }
             compiled.push(Phrase {
-                parts: from..part_ids.len() as u32,
+                parts: from..slot_ids.len() as u32,
                 right_boundary: *right_boundary,
             });
         }
-        let mut lists = vec![Vec::new(); patterns.len()];
-        for (i, p) in compiled.iter().enumerate() {
-            if !p.parts.is_empty() {
-                lists[part_ids[p.parts.start as usize] as usize].push(i as u32);
-            }
-        }
-        let mut by_first = Vec::with_capacity(lists.len() + 1);
-        by_first.push(0);
-        let mut first_of = Vec::new();
-        for l in lists {
-            first_of.extend(l);
-            by_first.push(first_of.len() as u32);
-        }
-        let part_lens = patterns.iter().map(|p| p.len()).collect();
-        let parts = patterns.iter().map(|p| Box::from(*p)).collect();
+        let (by_first, first_of) = flatten(
+            slot_literals.len(),
+            compiled
+                .iter()
+                .enumerate()
+                .filter(|(_, p)| !p.parts.is_empty())
+                .map(|(i, p)| (slot_ids[p.parts.start as usize], i as u32)),
+        );
+        let (by_literal, slots_of) = flatten(
+            literals.len(),
+            slot_literals
+                .iter()
+                .enumerate()
+                .flat_map(|(slot, ids)| ids.iter().map(move |&l| (l, slot as u32))),
+        );
+        let literal_lens = literals.iter().map(|l| l.len() as u32).collect();
+        let alternation = slot_literals.iter().map(|ids| ids.len() > 1).collect();
         let (ascii, other): (Vec<usize>, Vec<usize>) =
-            (0..patterns.len()).partition(|&i| patterns[i].is_ascii());
-        let other_max_len = other.iter().map(|&i| patterns[i].len()).max().unwrap_or(0);
-        let ascii_bytes: usize = ascii.iter().map(|&i| patterns[i].len()).sum();
+            (0..literals.len()).partition(|&i| literals[i].is_ascii());
+        let other_max_len = other.iter().map(|&i| literals[i].len()).max().unwrap_or(0);
+        let ascii_bytes: usize = ascii.iter().map(|&i| literals[i].len()).sum();
         let ascii_kind = if ascii_bytes <= MAX_DFA_PATTERN_BYTES {
             AhoCorasickKind::DFA
         } else {
@@ -228,18 +277,22 @@ impl PhraseSet {
         };
         Ok(PhraseSet {
             other_max_len,
-            ascii: Automaton::build(&patterns, ascii, ascii_kind)?,
-            other: Automaton::build(&patterns, other, AhoCorasickKind::ContiguousNFA)?,
+            ascii: Automaton::build(&literals, ascii, ascii_kind)?,
+            other: Automaton::build(&literals, other, AhoCorasickKind::ContiguousNFA)?,
             phrases: compiled,
-            part_ids,
+            slot_ids,
             by_first,
             first_of,
-            part_lens,
-            parts,
+            by_literal,
+            slots_of,
+            literal_lens,
+            alternation,
+            slot_literals,
+            literals: literals.iter().map(|l| Box::from(*l)).collect(),
         })
     }
 
-    /// The ASCII parts are searched with a DFA.
+    /// The ASCII literals are searched with a DFA.
     #[cfg(test)]
     pub fn ascii_is_dfa(&self) -> bool {
         self.ascii
@@ -248,15 +301,25 @@ impl PhraseSet {
     }
 
     /// Each phrase as a standalone case-insensitive regex (parts joined by a gap of up to [`GAP`]
-    /// characters, word boundaries where the phrase asks for them), for benchmark peers that run the same
-    /// rules through another engine.
+    /// characters, alternatives as a group, word boundaries where the phrase asks for them), for benchmark
+    /// peers that run the same rules through another engine.
     pub fn as_regexes(&self) -> Vec<String> {
         self.phrases
             .iter()
             .map(|p| {
-                let body: Vec<String> = self.part_ids[p.parts.start as usize..p.parts.end as usize]
+                let body: Vec<String> = self.slot_ids[p.parts.start as usize..p.parts.end as usize]
                     .iter()
-                    .map(|&i| regex::escape(&self.parts[i as usize]))
+                    .map(|&slot| {
+                        let alts: Vec<String> = self.slot_literals[slot as usize]
+                            .iter()
+                            .map(|&l| regex::escape(&self.literals[l as usize]))
+                            .collect();
+                        if alts.len() == 1 {
+                            alts.concat()
+                        } else {
+                            format!(r"\b(?:{})", alts.join("|"))
+                        }
+                    })
                     .collect();
                 let boundary = if p.right_boundary { r"\b" } else { "" };
                 format!("(?is){}{boundary}", body.join(&format!(".{{0,{GAP}}}")))
@@ -267,11 +330,11 @@ impl PhraseSet {
     /// Finds phrase occurrences in `text` (already folded like the phrases). Returns `true` when the part
     /// budget ran out and the result is partial.
     pub fn find(&self, text: &str, out: &mut Vec<PhraseHit>) -> bool {
-        if self.part_lens.is_empty() {
+        if self.literals.is_empty() {
             return false;
         }
-        // One flat list of (part, start), sorted: a part's occurrences are then one ascending run, found
-        // by binary search, without a list per part to allocate on every scan.
+        // One flat list of (slot, start, end), sorted: a slot's occurrences are then one ascending run,
+        // found by binary search, without a list per slot to allocate on every scan.
         // Texts are far smaller than the 4 GiB an occurrence can address (see `Limits`); past it, matching
         // stops there and the result says it is partial.
         let cut = text.len() > u32::MAX as usize;
@@ -284,13 +347,20 @@ impl PhraseSet {
         } else {
             text
         };
-        let mut occ: Vec<u64> = Vec::new();
-        let mut complete = self.ascii.as_ref().is_none_or(|a| a.collect(text, 0, &mut occ));
+        let mut occ: Vec<Occurrence> = Vec::new();
+        let mut found = |literal: usize, start: usize| {
+            let end = (start + self.literal_lens[literal] as usize) as u32;
+            let slots =
+                &self.slots_of[self.by_literal[literal] as usize..self.by_literal[literal + 1] as usize];
+            occ.extend(slots.iter().map(|&slot| (slot, start as u32, end)));
+            occ.len() < MAX_PART_HITS
+        };
+        let mut complete = self.ascii.as_ref().is_none_or(|a| a.collect(text, 0, &mut found));
         if complete && let Some(a) = &self.other {
-            // A part with non-ASCII bytes lies within its longest length of a non-ASCII byte, and each
+            // A literal with non-ASCII bytes lies within its longest length of a non-ASCII byte, and each
             // occurrence is in exactly one of the (disjoint) windows: mostly-ASCII text costs little.
             for (s, e) in non_ascii_windows(text, self.other_max_len) {
-                if !a.collect(&text[s..e], s, &mut occ) {
+                if !a.collect(&text[s..e], s, &mut found) {
                     complete = false;
                     break;
                 }
@@ -301,36 +371,42 @@ impl PhraseSet {
             return truncated;
         }
         occ.sort_unstable();
-        // `runs[p]..runs[p + 1]` is where part `p`'s occurrences lie in `occ`.
-        let mut runs = vec![0u32; self.part_lens.len() + 1];
-        for &o in &occ {
-            runs[unpack(o).0 + 1] += 1;
+        // Alternatives of one slot found at one place: the shortest stands for the slot there.
+        occ.dedup_by_key(|o| (o.0, o.1));
+        // `runs[s]..runs[s + 1]` is where slot `s`'s occurrences lie in `occ`.
+        let mut runs = vec![0u32; self.slot_literals.len() + 1];
+        for &(slot, _, _) in &occ {
+            runs[slot as usize + 1] += 1;
         }
         for i in 1..runs.len() {
             runs[i] += runs[i - 1];
         }
         let bytes = text.as_bytes();
-        for &o in &occ {
-            let (part, start) = unpack(o);
-            let firsts = &self.first_of[self.by_first[part] as usize..self.by_first[part + 1] as usize];
+        for &(slot, start, first_end) in &occ {
+            let slot = slot as usize;
+            let start = start as usize;
+            let firsts = &self.first_of[self.by_first[slot] as usize..self.by_first[slot + 1] as usize];
             if firsts.is_empty() || !self.boundary_before(text, start) {
                 continue;
             }
             for &pi in firsts {
                 let pi = pi as usize;
                 let phrase = &self.phrases[pi];
-                let mut end = start + self.part_lens[part];
+                let mut end = first_end as usize;
                 let mut ok = true;
-                for &next in &self.part_ids[phrase.parts.start as usize + 1..phrase.parts.end as usize] {
+                for &next in &self.slot_ids[phrase.parts.start as usize + 1..phrase.parts.end as usize] {
                     let next = next as usize;
-                    // The first occurrence of `next` starting at or after `end`.
+                    // The first occurrence of `next` starting at or after `end` (and, for an alternation,
+                    // beginning a word).
                     let run = &occ[runs[next] as usize..runs[next + 1] as usize];
-                    match run
-                        .get(run.partition_point(|&o| unpack(o).1 < end))
-                        .map(|&o| unpack(o).1)
-                    {
-                        Some(s) if s <= end + GAP => end = s + self.part_lens[next],
-                        _ => {
+                    let from = run.partition_point(|o| (o.1 as usize) < end);
+                    let hit = run[from..]
+                        .iter()
+                        .take_while(|o| o.1 as usize <= end + GAP)
+                        .find(|o| !self.alternation[next] || self.boundary_before(text, o.1 as usize));
+                    match hit {
+                        Some(o) => end = o.2 as usize,
+                        None => {
                             ok = false;
                             break;
                         }
@@ -372,7 +448,7 @@ mod tests {
     fn set(patterns: &[&str]) -> PhraseSet {
         let parsed: Vec<_> = patterns
             .iter()
-            .filter_map(|p| parse(p, |s| s.to_string()))
+            .filter_map(|p| parse(p, |s| s.split('|').map(str::to_string).collect()))
             .collect();
         PhraseSet::new(&parsed).unwrap()
     }
@@ -393,6 +469,35 @@ mod tests {
         assert!(hits(&s, "ignore this. previous versions had other instructions").len() == 1);
         let far = format!("ignore {} previous instructions", "x".repeat(60));
         assert!(hits(&s, &far).is_empty());
+    }
+
+    #[test]
+    fn a_part_may_have_alternatives() {
+        let s = set(&["ignore|disregard * previous|prior|old * instructions|rules"]);
+        for text in [
+            "ignore previous instructions",
+            "please disregard all prior rules",
+            "disregard the old instructions",
+        ] {
+            assert_eq!(hits(&s, text).len(), 1, "{text:?}");
+        }
+        // An alternative begins a word: `old` is not found inside `bold`.
+        assert!(hits(&s, "ignore the bold rules").is_empty());
+        assert!(hits(&s, "forget previous instructions").is_empty());
+        // Its regex for the benchmark peers agrees.
+        let re = regex::Regex::new(&s.as_regexes()[0]).unwrap();
+        assert!(re.is_match("please disregard all prior rules"));
+        assert!(!re.is_match("ignore the bold rules"));
+    }
+
+    #[test]
+    fn a_literal_in_several_parts_is_found_for_each() {
+        let s = set(&["ignore * rules", "ignore|forget * prompt", "forget * rules"]);
+        let found: Vec<usize> = hits(&s, "ignore the rules and the prompt")
+            .into_iter()
+            .map(|(p, _)| p)
+            .collect();
+        assert_eq!(found, [0, 1]);
     }
 
     #[test]
@@ -477,8 +582,11 @@ mod tests {
             Search::Dfa(_) => panic!("16 bits cannot number 110,000 states"),
         }
         let mut occ = Vec::new();
-        assert!(a.collect("-- abc", 0, &mut occ));
-        assert_eq!(occ.len(), 1);
+        assert!(a.collect("-- abc", 0, |l, at| {
+            occ.push((l, at));
+            true
+        }));
+        assert_eq!(occ, [(refs.iter().position(|&p| p == "abc").unwrap(), 3)]);
     }
 
     #[test]

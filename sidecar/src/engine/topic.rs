@@ -29,7 +29,9 @@ impl Topics {
             let before = parsed.len();
             for p in &t.phrases {
                 // Topic phrases are literal; every phrase must end on a word boundary.
-                if let Some((parts, _)) = phrases::parse(&p.replace(" * ", " "), |s| fold_phrase(s, false)) {
+                if let Some((parts, _)) =
+                    phrases::parse(&p.replace(" * ", " "), |s| vec![fold_phrase(s, false)])
+                {
                     parsed.push((parts, true));
                     detectors.push(intern::topic_detector(name));
                 }
