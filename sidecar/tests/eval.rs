@@ -204,16 +204,30 @@ fn hold(title: &str, examples: &[Example], injections: usize, floors: [(f64, f64
     }
 }
 
-/// Blind set 4 was never tuned on: it is held at its first score, so a change that loses what the rules
-/// already catch on unseen wording fails here, and its figures are printed with the others.
+/// Blind set 4 was first scored before any rule was changed for it (injection recall 0.357, 50 of 140, at
+/// 3.3 % FPR, 6 of 180; url 0.947; code 0.824). The word-family rows were then pruned by technique against
+/// its false positives; it is held at what it scored after that (0.407 at 3.3 %).
 #[test]
-fn blind_set_4_holds_its_first_score() {
+fn blind_set_4_holds_its_floor() {
     let examples = load(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/heldout/set4"));
-    // First score: injection recall 0.357 (50 of 140) at 3.3 % FPR (6 of 180); url 0.947; code 0.824.
     hold(
-        "blind set 4 (never tuned on):",
+        "blind set 4 (used to prune the word-family rows):",
         &examples,
         140,
-        [(0.35, 0.034), (0.94, 0.01), (0.82, 0.01)],
+        [(0.40, 0.034), (0.94, 0.01), (0.82, 0.01)],
+    );
+}
+
+/// Blind set 5 was never tuned on: it is held at its first score, so a change that loses what the rules
+/// already catch on unseen wording fails here, and its figures are printed with the others.
+#[test]
+fn blind_set_5_holds_its_first_score() {
+    let examples = load(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/heldout/set5"));
+    // First score: injection recall 0.481 (75 of 156) at 1.5 % FPR (3 of 205); url 0.923; code 0.773.
+    hold(
+        "blind set 5 (never tuned on):",
+        &examples,
+        150,
+        [(0.48, 0.015), (0.92, 0.01), (0.77, 0.01)],
     );
 }

@@ -304,7 +304,20 @@ impl Injection {
         if evidence.is_empty() {
             return truncated;
         }
-        let combined = 1.0 - evidence.iter().fold(1.0f32, |acc, e| acc * (1.0 - e.1));
+        // Phrases of one signal over the same words (a row and a word-family row that both read `ignore
+        // previous instructions`) restate one piece of evidence: it counts once, at its strongest weight.
+        evidence.sort_by_key(|e| (e.2, e.3));
+        let mut pieces: Vec<(Signal, f32, usize, usize)> = Vec::new();
+        for &(signal, w, start, end, _) in &evidence {
+            match pieces
+                .iter_mut()
+                .find(|p| p.0 == signal && start < p.3 && p.2 < end)
+            {
+                Some(p) => *p = (signal, p.1.max(w), p.2.min(start), p.3.max(end)),
+                None => pieces.push((signal, w, start, end)),
+            }
+        }
+        let combined = 1.0 - pieces.iter().fold(1.0f32, |acc, p| acc * (1.0 - p.1));
         let score = combined * (1.0 - damp);
         if score < self.threshold {
             return truncated;
@@ -658,6 +671,9 @@ mod tests {
     fn the_built_in_phrases_are_searched_with_a_dfa() {
         let d = Injection::new(&InjectionConfig::default());
         assert!(d.set.as_ref().is_some_and(PhraseSet::ascii_is_dfa));
+        let bytes = d.set.as_ref().map_or(0, PhraseSet::ascii_dfa_table_bytes);
+        println!("injection phrase DFA table: {bytes} bytes");
+        assert!(bytes <= 3 << 20, "{bytes}");
     }
 
     fn scan(text: &str, source: Source) -> Vec<Finding> {
@@ -715,9 +731,31 @@ mod tests {
     fn shipped_data_file_parses_completely() {
         let lines = DATA
             .lines()
-            .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+            .filter(|l| !l.trim().is_empty() && !l.starts_with('#') && !l.starts_with('@'))
             .count();
         assert_eq!(rules(DATA).len(), lines);
+        // Every word family is defined once, used, and named only where it is defined.
+        let families: Vec<&str> = DATA
+            .lines()
+            .filter_map(|l| l.strip_prefix('@')?.split('\t').next())
+            .collect();
+        let unique: std::collections::HashSet<&str> = families.iter().copied().collect();
+        assert_eq!(unique.len(), families.len(), "a family defined twice");
+        for r in rules(DATA) {
+            for alt in r.parts.iter().flatten() {
+                assert!(
+                    !families.iter().any(|f| alt.contains(&format!("@{f}"))),
+                    "{alt:?} names a family it did not write out"
+                );
+            }
+        }
+        for f in families {
+            let name = format!("@{f}");
+            assert!(
+                rules(DATA).iter().any(|r| r.pattern.contains(&name)),
+                "{name} is never used"
+            );
+        }
         let langs: std::collections::HashSet<_> = rules(DATA).into_iter().map(|r| r.lang).collect();
         assert!(langs.len() >= 10, "{langs:?}");
     }
@@ -899,6 +937,8 @@ mod fit {
     use super::*;
     use crate::engine::normalize::normalize;
 
+    /// `AIRLOCK_EVAL_CORPUS` may name other labelled directories (separated by `:`) to count over instead
+    /// of `tests/corpus`; each row with hits on negatives lists up to three of them.
     #[test]
     #[ignore = "tool: prints suggested weights from the labelled corpus"]
     fn fit_weights() {
@@ -906,25 +946,34 @@ mod fit {
         let detector = Injection::with_rules(&InjectionConfig::default(), &rows);
         let Some(set) = &detector.set else { return };
         let (mut pos, mut neg) = (vec![0u32; rows.len()], vec![0u32; rows.len()]);
-        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus");
-        for file in ["attacks.jsonl", "negatives.jsonl"] {
-            let text = std::fs::read_to_string(format!("{dir}/{file}")).unwrap_or_default();
-            for line in text.lines() {
-                let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-                    continue;
-                };
-                let body = v["text"].as_str().unwrap_or_default();
-                let attack = v["labels"]
-                    .as_array()
-                    .is_some_and(|l| l.iter().any(|x| x == "injection"));
-                let mut hits = Vec::new();
-                set.find(&normalize(body).leet, &mut hits);
-                hits.dedup_by_key(|h| h.phrase);
-                for h in hits {
-                    if attack {
-                        pos[h.phrase] += 1
-                    } else {
-                        neg[h.phrase] += 1
+        let mut neg_texts: Vec<Vec<String>> = vec![Vec::new(); rows.len()];
+        let dirs = std::env::var("AIRLOCK_EVAL_CORPUS")
+            .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus").to_owned());
+        for dir in dirs.split(':') {
+            for file in ["attacks.jsonl", "negatives.jsonl"] {
+                let text = std::fs::read_to_string(format!("{dir}/{file}")).unwrap_or_default();
+                for line in text.lines() {
+                    let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
+                        continue;
+                    };
+                    let body = v["text"].as_str().unwrap_or_default();
+                    let attack = v["labels"]
+                        .as_array()
+                        .is_some_and(|l| l.iter().any(|x| x == "injection"));
+                    let mut hits = Vec::new();
+                    set.find(&normalize(body).leet, &mut hits);
+                    let mut phrases: Vec<usize> = hits.iter().map(|h| h.phrase).collect();
+                    phrases.sort_unstable();
+                    phrases.dedup();
+                    for p in phrases {
+                        if attack {
+                            pos[p] += 1
+                        } else {
+                            neg[p] += 1;
+                            if neg_texts[p].len() < 3 {
+                                neg_texts[p].push(body.chars().take(160).collect());
+                            }
+                        }
                     }
                 }
             }
@@ -941,6 +990,9 @@ mod fit {
                     "pos={:<3} neg={:<3} {:.2} -> {:.2}  {}",
                     pos[i], neg[i], r.weight, suggested, r.pattern
                 );
+                for t in &neg_texts[i] {
+                    println!("      neg: {t:?}");
+                }
             }
             let signal = DATA
                 .lines()

@@ -24,7 +24,8 @@ const MIN_LANED_LEN: usize = 512;
 /// it is a class lookup, one table load and one comparison, about six and a half (callgrind, 4 KB scan):
 /// - every byte no pattern holds shares class 0, and the stride is the class count rounded up to a power
 ///   of two, so a transition is `trans[state << stride2 | class]`;
-/// - states are 16-bit, which halves the table (the injection phrases' 9,400 states take 1.2 MB, not 2.4):
+/// - states are 16-bit, which halves the table (the injection phrases' states, 9,400 before their word
+///   families and about 17,000 with them, took 1.2 MB rather than 2.4 and take 2.2 MB rather than 4.4):
 ///   a scan in the sidecar runs between requests, with the table partly out of the cache, and there a
 ///   4 KB scan took about a tenth less time (engine_bench with 16 MB read between scans);
 /// - states are renumbered so that the ones that report matches come last: `state >= first_match` is the
@@ -69,6 +70,12 @@ where
 const BY_FREQUENCY: &[u8] = b" etaoinsrhldcumfpgwybvkxjqz\n.,-'\"/:_()0123456789=;!?*&|<>[]{}#@$%+`~^\\";
 
 impl Dfa {
+    /// The transition table's size in bytes.
+    #[cfg(test)]
+    pub(crate) fn table_bytes(&self) -> usize {
+        self.trans.len() * std::mem::size_of::<u16>()
+    }
+
     fn relayout<'p>(dfa: &DFA, patterns: impl Iterator<Item = &'p [u8]>) -> Option<Dfa> {
         // Byte classes: one per byte some pattern holds, and class 0 for all the others. The pattern bytes
         // are numbered from the most frequent in text, so the transitions a scan mostly takes sit at the

@@ -9,10 +9,10 @@ use std::collections::HashMap;
 
 /// Bytes allowed between two parts of a gapped phrase (a few words, or ~13 CJK characters).
 pub const GAP: usize = 40;
-/// Most pattern bytes compiled to a DFA. The built-in injection phrases' ASCII parts (about 6 KiB) take
-/// under a megabyte as one; a profile's topic list far longer than that stays a compact NFA, so memory
-/// follows the policy's size linearly.
-const MAX_DFA_PATTERN_BYTES: usize = 16 << 10;
+/// Most pattern bytes compiled to a DFA. The built-in injection phrases' ASCII literals (about 30 KiB with
+/// their word families written out) take about 2 MiB as one; a profile's topic list far longer than that
+/// stays a compact NFA, so memory follows the policy's size linearly.
+const MAX_DFA_PATTERN_BYTES: usize = 48 << 10;
 /// Part occurrences collected per scan before giving up (pathological repetition).
 pub const MAX_PART_HITS: usize = 50_000;
 
@@ -300,6 +300,15 @@ impl PhraseSet {
             .is_some_and(|a| matches!(a.search, Search::Dfa(_)))
     }
 
+    /// The bytes of the ASCII DFA's transition table (0 without one).
+    #[cfg(test)]
+    pub fn ascii_dfa_table_bytes(&self) -> usize {
+        match self.ascii.as_ref().map(|a| &a.search) {
+            Some(Search::Dfa(dfa)) => dfa.table_bytes(),
+            _ => 0,
+        }
+    }
+
     /// Each phrase as a standalone case-insensitive regex (parts joined by a gap of up to [`GAP`]
     /// characters, alternatives as a group, word boundaries where the phrase asks for them), for benchmark
     /// peers that run the same rules through another engine.
@@ -370,10 +379,9 @@ impl PhraseSet {
         if occ.is_empty() {
             return truncated;
         }
-        occ.sort_unstable();
-        // Alternatives of one slot found at one place: the shortest stands for the slot there.
-        occ.dedup_by_key(|o| (o.0, o.1));
-        // `runs[s]..runs[s + 1]` is where slot `s`'s occurrences lie in `occ`.
+        // Grouped by slot (a counting sort: `runs[s]..runs[s + 1]` is where slot `s`'s occurrences lie),
+        // then each run sorted by start: far cheaper than sorting the whole list, where common words
+        // (`your`, `all`, `this`) make hundreds of occurrences in a few KB, and most runs are short.
         let mut runs = vec![0u32; self.slot_literals.len() + 1];
         for &(slot, _, _) in &occ {
             runs[slot as usize + 1] += 1;
@@ -381,8 +389,24 @@ impl PhraseSet {
         for i in 1..runs.len() {
             runs[i] += runs[i - 1];
         }
+        let mut grouped: Vec<Occurrence> = vec![(0, 0, 0); occ.len()];
+        let mut next = runs.clone();
+        for &o in &occ {
+            let at = &mut next[o.0 as usize];
+            grouped[*at as usize] = o;
+            *at += 1;
+        }
+        let mut occ = grouped;
+        for w in runs.windows(2) {
+            occ[w[0] as usize..w[1] as usize].sort_unstable();
+        }
         let bytes = text.as_bytes();
+        let mut previous: Option<(u32, u32)> = None;
         for &(slot, start, first_end) in &occ {
+            // Alternatives of one slot found at one place: the shortest (first) stands for the slot there.
+            if previous.replace((slot, start)) == Some((slot, start)) {
+                continue;
+            }
             let slot = slot as usize;
             let start = start as usize;
             let firsts = &self.first_of[self.by_first[slot] as usize..self.by_first[slot + 1] as usize];
