@@ -182,7 +182,7 @@ fn blind_sets_hold_their_floors() {
         "blind sets 1-3 together:",
         &examples,
         300,
-        [(0.80, 0.02), (0.80, 0.04), (0.85, 0.02)],
+        [(0.93, 0.02), (0.80, 0.04), (0.85, 0.02)],
     );
 }
 
@@ -208,7 +208,7 @@ fn hold(title: &str, examples: &[Example], injections: usize, floors: [(f64, f64
 /// 3.3 % FPR, 6 of 180; url 0.947; code 0.824). In session 20 the word-family rows were pruned by technique
 /// against its false positives, and its misses led (by technique) to families in other languages, the
 /// filled-in image parameter, pre-approved agent actions, fake turns and more extraction wording; it is
-/// held at what it scored after that (0.629 at 3.3 %).
+/// held at what it scored after that (0.657 at 3.3 %).
 #[test]
 fn blind_set_4_holds_its_floor() {
     let examples = load(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/heldout/set4"));
@@ -216,7 +216,7 @@ fn blind_set_4_holds_its_floor() {
         "blind set 4 (used to prune the word-family rows):",
         &examples,
         140,
-        [(0.62, 0.034), (0.94, 0.01), (0.82, 0.01)],
+        [(0.65, 0.034), (0.94, 0.01), (0.82, 0.01)],
     );
 }
 

@@ -25,7 +25,7 @@ const MIN_LANED_LEN: usize = 512;
 /// - every byte no pattern holds shares class 0, and the stride is the class count rounded up to a power
 ///   of two, so a transition is `trans[state << stride2 | class]`;
 /// - states are 16-bit, which halves the table (the injection phrases' states, 9,400 before their word
-///   families and about 19,000 with them, took 1.2 MB rather than 2.4 and take 2.4 MB rather than 4.9):
+///   families and about 22,000 with them, took 1.2 MB rather than 2.4 and take 2.8 MB rather than 5.6):
 ///   a scan in the sidecar runs between requests, with the table partly out of the cache, and there a
 ///   4 KB scan took about a tenth less time (engine_bench with 16 MB read between scans);
 /// - states are renumbered so that the ones that report matches come last: `state >= first_match` is the

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 
 /// Bytes allowed between two parts of a gapped phrase (a few words, or ~13 CJK characters).
 pub const GAP: usize = 40;
-/// Most pattern bytes compiled to a DFA. The built-in injection phrases' ASCII literals (about 35 KiB with
-/// their word families written out) take about 2.4 MB as one; a profile's topic list far longer than that
+/// Most pattern bytes compiled to a DFA. The built-in injection phrases' ASCII literals (about 43 KiB with
+/// their word families written out) take about 2.8 MB as one; a profile's topic list far longer than that
 /// stays a compact NFA, so memory follows the policy's size linearly.
 const MAX_DFA_PATTERN_BYTES: usize = 48 << 10;
 /// Part occurrences collected per scan before giving up (pathological repetition).
