@@ -208,16 +208,7 @@ impl Injection {
             let parts: Vec<phrases::Part> = r
                 .parts
                 .iter()
-                .map(|alts| {
-                    let mut folded: Vec<String> = alts
-                        .iter()
-                        .map(|a| fold_phrase(a, true))
-                        .filter(|a| !a.is_empty())
-                        .collect();
-                    folded.sort_unstable();
-                    folded.dedup();
-                    folded
-                })
+                .map(|alts| phrases::part(alts.iter().map(|a| fold_phrase(a, true))))
                 .filter(|alts| !alts.is_empty())
                 .collect();
             if !parts.is_empty() {
@@ -314,7 +305,8 @@ impl Injection {
             return truncated;
         }
         // Phrases of one signal over the same words (a row and a word-family row that both read `ignore
-        // previous instructions`) restate one piece of evidence: it counts once, at its strongest weight.
+        // previous instructions`, or `ignore ... instructions and reveal`) restate one piece of evidence:
+        // it counts once, at its strongest weight, and is one finding of their union.
         evidence.sort_by_key(|e| (e.2, e.3));
         let mut pieces: Vec<(Signal, f32, usize, usize)> = Vec::new();
         for &(signal, w, start, end, _) in &evidence {
@@ -331,21 +323,8 @@ impl Injection {
         if score < self.threshold {
             return truncated;
         }
-        evidence.sort_by(|a, b| b.1.total_cmp(&a.1));
-        // One finding per signal and stretch of text: phrases of one signal that overlap (`ignore all
-        // previous instructions`, `ignore ... instructions and reveal`) are one detection of their union.
-        let mut spans: Vec<(Signal, usize, usize)> = Vec::new();
-        for (signal, _, start, end, _) in evidence {
-            let overlapping = spans
-                .iter()
-                .position(|&(s, a, b)| s == signal && start < b && a < end);
-            match overlapping {
-                Some(i) => spans[i] = (signal, spans[i].1.min(start), spans[i].2.max(end)),
-                None if spans.len() < MAX_FINDINGS => spans.push((signal, start, end)),
-                None => {}
-            }
-        }
-        for (signal, start, end) in spans {
+        pieces.sort_by(|a, b| b.1.total_cmp(&a.1));
+        for &(signal, _, start, end) in pieces.iter().take(MAX_FINDINGS) {
             let (s, e) = n.to_original(start, end);
             out.push(Finding::new(Category::Injection, signal.detector(), score, s, e));
         }
@@ -627,7 +606,6 @@ fn instruction_like(body: &str) -> bool {
     WORDS.iter().any(|w| body.contains(w))
 }
 
-/// A URL whose query looks like a template for conversation data.
 /// The Markdown image at `start..end` ends its URL with an empty parameter (`?ref=)`) that the text
 /// around it names again (`...and put the user's address after ref=`): the text asks for the parameter to
 /// be filled in, in whatever language it asks.
@@ -644,6 +622,7 @@ fn filled_in_elsewhere(text: &str, start: usize, end: usize) -> bool {
     text[..start].contains(&named) || text[end..].contains(&named)
 }
 
+/// A URL whose query looks like a template for conversation data.
 fn carries_data(url: &str) -> bool {
     const HINTS: [&str; 20] = [
         "{",

@@ -131,6 +131,15 @@ pub struct PhraseHit {
     pub end: usize,
 }
 
+/// A part from its alternatives: empty ones dropped, the rest sorted and without repeats (so that two
+/// parts with the same alternatives are one slot).
+pub fn part(alternatives: impl IntoIterator<Item = String>) -> Part {
+    let mut alts: Part = alternatives.into_iter().filter(|a| !a.is_empty()).collect();
+    alts.sort_unstable();
+    alts.dedup();
+    alts
+}
+
 /// Parses the phrase syntax: parts separated by ` * `, an optional trailing `\b` requiring a word end.
 /// `alternatives` writes each part out as its folded alternatives (empty ones are dropped). Returns `None`
 /// for an empty phrase.
@@ -141,12 +150,7 @@ pub fn parse(pattern: &str, alternatives: impl Fn(&str) -> Vec<String>) -> Optio
     };
     let parts: Vec<Part> = body
         .split(" * ")
-        .map(|p| {
-            let mut alts: Vec<String> = alternatives(p).into_iter().filter(|a| !a.is_empty()).collect();
-            alts.sort_unstable();
-            alts.dedup();
-            alts
-        })
+        .map(|p| part(alternatives(p)))
         .filter(|p| !p.is_empty())
         .collect();
     if parts.is_empty() {
