@@ -2,7 +2,7 @@
 SHELL := /usr/bin/env bash
 CARGO ?= cargo
 
-.PHONY: all build test lint unit fuzz e2e up down demo bench crds controlplane clean-env
+.PHONY: all build test lint unit fuzz e2e up down demo bench crds model controlplane clean-env
 
 all: build
 
@@ -54,6 +54,11 @@ bench:
 ## crds: regenerate the chart's CRD YAML and docs/reference.md from the Rust types.
 crds:
 	$(CARGO) run -q -p airlock-crds --bin crdgen
+
+## model: re-fit the injection classifier (sidecar/src/engine/data/injection_model.bin) from the labelled
+## sets in the tree; a unit test fails when the shipped file is not what this writes.
+model:
+	$(CARGO) run -q --release -p airlock-sidecar --example fit_injection_model
 
 ## controlplane: build (or reuse) the pinned control-plane binaries and print where they are.
 controlplane:

@@ -25,7 +25,7 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use airlock_sidecar::engine::{Engine, EngineConfig, Segment, Source};
+use airlock_sidecar::engine::{Engine, EngineConfig, InjectionConfig, Segment, Source};
 
 const NEGATIVES: &str = include_str!("../tests/corpus/negatives.jsonl");
 
@@ -297,6 +297,24 @@ fn main() {
     let jitter = machine_floor(e4.p50_us, secs);
     let cold4 = measure_cold(&small, secs, scan);
     let e_fixed = fixed_cost_ns(scan);
+    // The same engine without the learned injection classifier, to show what that stage costs.
+    let plain = Engine::new(&EngineConfig {
+        injection: Some(InjectionConfig {
+            classifier: false,
+            ..InjectionConfig::default()
+        }),
+        ..EngineConfig::default()
+    })
+    .expect("engine without the classifier");
+    let scan_plain = |t: &str| {
+        black_box(plain.scan(&[Segment {
+            text: t,
+            source: Source::User,
+        }]));
+    };
+    let p64 = measure(&large, secs, scan_plain);
+    let p4 = measure(&small, secs, scan_plain);
+    let p_fixed = fixed_cost_ns(scan_plain);
     let r64 = measure(&large, secs, regexset);
     let r4 = measure(&small, secs, regexset);
     let r_fixed = fixed_cost_ns(regexset);
@@ -333,6 +351,7 @@ fn main() {
         );
     };
     row("airlock engine (all detectors)", &e64, &e4, e_fixed);
+    row("  same, without the classifier", &p64, &p4, p_fixed);
     println!(
         "{:<34} {:>12} {:>12.1} {:>8.1}us {:>8.1}us {:>10}",
         format!("  same, caches cold ({COLD_MB} MB read)"),

@@ -167,8 +167,9 @@ fn corpus_meets_quality_thresholds() {
 
 /// The blind sets under `tests/heldout/`: each was written by a separate session that never saw the rules or
 /// the corpus, and was measured before any rule was changed for it (set 1: injection recall 0.37; set 2,
-/// after tuning on set 1: 0.56; set 3, after tuning on sets 1 and 2: 0.53). Sets 1 and 2 were then used for
-/// tuning; set 3 was not. They hold floors, not the targets, so that generalisation cannot silently
+/// after tuning on set 1: 0.56; set 3, after tuning on sets 1 and 2: 0.53). All three were then used for
+/// tuning, and the injection classifier is fitted on them, so their injection figures are no longer a
+/// measure of unseen wording (set 5's is). They hold floors, not the targets, so that generalisation cannot silently
 /// regress. Their `dlp` labels count IP addresses inside URLs, which the engine reports as `url` only, so
 /// `dlp` is printed but not held to a floor.
 #[test]
@@ -208,28 +209,31 @@ fn hold(title: &str, examples: &[Example], injections: usize, floors: [(f64, f64
 /// 3.3 % FPR, 6 of 180; url 0.947; code 0.824). In session 20 the word-family rows were pruned by technique
 /// against its false positives, and its misses led (by technique) to families in other languages, the
 /// filled-in image parameter, pre-approved agent actions, fake turns and more extraction wording; it is
-/// held at what it scored after that (0.657 at 3.3 %).
+/// held at what it scored after that (0.657 at 3.3 %). The injection classifier is fitted on it too.
 #[test]
 fn blind_set_4_holds_its_floor() {
     let examples = load(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/heldout/set4"));
     hold(
-        "blind set 4 (used to prune the word-family rows):",
+        "blind set 4 (tuned and fitted on):",
         &examples,
         140,
         [(0.65, 0.034), (0.94, 0.01), (0.82, 0.01)],
     );
 }
 
-/// Blind set 5 was never tuned on: it is held at its first score, so a change that loses what the rules
-/// already catch on unseen wording fails here, and its figures are printed with the others.
+/// Blind set 5 was never tuned on, and the injection classifier is never fitted on it: it says how the
+/// engine does on wording nobody wrote a rule or a training example for. First score, before session 20's
+/// word families: injection recall 0.481 (75 of 156) at 1.5 % FPR (3 of 205); url 0.923; code 0.773. After
+/// the word families: 0.590. With the classifier (fitted on the corpus and sets 1-4, its thresholds placed
+/// by holding each of those sets out in turn): 0.833 (130 of 156) at the same 1.5 %. The floor leaves two
+/// examples of room for a re-fit on more labelled text.
 #[test]
-fn blind_set_5_holds_its_first_score() {
+fn blind_set_5_holds_its_floor() {
     let examples = load(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/heldout/set5"));
-    // First score: injection recall 0.481 (75 of 156) at 1.5 % FPR (3 of 205); url 0.923; code 0.773.
     hold(
-        "blind set 5 (never tuned on):",
+        "blind set 5 (never tuned on, never fitted on):",
         &examples,
         150,
-        [(0.48, 0.015), (0.92, 0.01), (0.77, 0.01)],
+        [(0.82, 0.015), (0.92, 0.01), (0.77, 0.01)],
     );
 }

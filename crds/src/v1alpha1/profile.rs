@@ -148,7 +148,7 @@ pub struct AppProtection {
 }
 
 /// Prompt injection detection.
-#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, Default, PartialEq)]
+#[derive(Serialize, Deserialize, JsonSchema, Clone, Debug, PartialEq)]
 #[serde(rename_all = "camelCase")]
 pub struct PromptInjection {
     /// What to do with a prompt that carries an injection: `allow`, `alert` or `block` (`mask` is not
@@ -161,6 +161,26 @@ pub struct PromptInjection {
     /// Default: `medium`.
     #[serde(default)]
     pub sensitivity: Sensitivity,
+
+    /// Also score each text with the built-in classifier, a linear model learned from labelled attacks and
+    /// hard negatives that catches paraphrases no phrase rule was written for (about 10 microseconds per
+    /// 4 KB). Its findings are reported as `injection.classifier`. Default: true.
+    #[serde(default = "default_true")]
+    pub classifier: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for PromptInjection {
+    fn default() -> Self {
+        PromptInjection {
+            action: DetectionAction::default(),
+            sensitivity: Sensitivity::default(),
+            classifier: true,
+        }
+    }
 }
 
 /// How readily a detector flags borderline input.
@@ -828,6 +848,7 @@ mod tests {
             from_json::<PromptInjection>(json!({})),
             PromptInjection::default()
         );
+        assert!(PromptInjection::default().classifier);
         assert_eq!(from_json::<MaliciousUrl>(json!({})), MaliciousUrl::default());
         assert_eq!(from_json::<Topics>(json!({})), Topics::default());
         assert_eq!(

@@ -19,6 +19,12 @@ pub enum EngineError {
     /// The phrase automaton could not be built (too many or too long phrases).
     #[error("topic phrases could not be compiled")]
     TopicAutomaton(#[source] aho_corasick::BuildError),
+    /// An injection model file could not be read or fitted.
+    #[error("injection model: {reason}")]
+    InvalidModel { reason: &'static str },
+    /// A labelled set for fitting could not be read.
+    #[error("labelled set {path}: {reason}")]
+    LabelledSet { path: String, reason: String },
 }
 
 impl EngineError {
@@ -29,6 +35,7 @@ impl EngineError {
                 "custom_pattern"
             }
             EngineError::InvalidTopic { .. } | EngineError::TopicAutomaton(_) => "topic",
+            EngineError::InvalidModel { .. } | EngineError::LabelledSet { .. } => "model",
         }
     }
 }

@@ -7,6 +7,7 @@
 //! segment once ([`normalize`]), runs the detectors over the shared views, recursively scans embedded
 //! encoded blobs within [`Limits`], and maps every span back to byte offsets of the original text.
 
+pub mod classifier;
 mod code;
 mod confidence;
 mod decode;
@@ -86,10 +87,21 @@ pub enum Sensitivity {
 }
 
 /// Prompt-injection settings.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default, rename_all = "camelCase")]
 pub struct InjectionConfig {
     pub sensitivity: Sensitivity,
+    /// Also run the learned second stage (see `classifier.rs`). Default: true.
+    pub classifier: bool,
+}
+
+impl Default for InjectionConfig {
+    fn default() -> Self {
+        InjectionConfig {
+            sensitivity: Sensitivity::default(),
+            classifier: true,
+        }
+    }
 }
 
 /// Sensitive-data settings. `Default` enables every built-in type.
