@@ -521,11 +521,9 @@ fn source_bucket(source: Source) -> usize {
     bucket(0x5eed_0000 + source as u64)
 }
 
-/// The features of one text, as the model reads them (see [`Model::strongest`]): every window's features
-/// at once, since the labelled texts are about a window long.
-fn features(text: &str, source: Source) -> Vec<u32> {
-    let folded = normalize(text).leet;
-    let out = vec![source_bucket(source) as u32];
+/// The features of one folded text, as the model reads them (see [`Model::strongest`]): every window's
+/// features at once, since the labelled texts are about a window long.
+fn features(folded: &str, source: Source) -> Vec<u32> {
     struct Features(Vec<u32>);
     impl Words for Features {
         fn feature(&mut self, bucket: usize) {
@@ -533,8 +531,8 @@ fn features(text: &str, source: Source) -> Vec<u32> {
         }
         fn word(&mut self, _: usize, _: usize) {}
     }
-    let mut out = Features(out);
-    for_each_word(&folded, &mut out);
+    let mut out = Features(vec![source_bucket(source) as u32]);
+    for_each_word(folded, &mut out);
     out.0
 }
 
@@ -542,11 +540,20 @@ fn features(text: &str, source: Source) -> Vec<u32> {
 /// the same bytes), weights quantised to one byte each; then each group is held out in turn to place the
 /// thresholds (see the module docs). Needs at least two groups with texts without injection.
 pub fn fit(examples: &[LabelledText]) -> Result<(Model, FitReport), EngineError> {
-    let rows: Vec<(Vec<u32>, bool, usize)> = examples
+    let rows: Vec<Row> = examples
         .iter()
-        .map(|e| (features(&e.text, e.source), e.injection, e.group))
+        .map(|e| {
+            let folded = normalize(&e.text).leet;
+            Row {
+                features: features(&folded, e.source),
+                folded,
+                source: e.source,
+                injection: e.injection,
+                group: e.group,
+            }
+        })
         .collect();
-    let mut groups: Vec<usize> = rows.iter().map(|r| r.2).collect();
+    let mut groups: Vec<usize> = rows.iter().map(|r| r.group).collect();
     groups.sort_unstable();
     groups.dedup();
     if groups.len() < 2 {
@@ -556,13 +563,12 @@ pub fn fit(examples: &[LabelledText]) -> Result<(Model, FitReport), EngineError>
     }
     let (mut held_out, mut attacks) = (Vec::new(), Vec::new());
     for &g in &groups {
-        let model = train(rows.iter().filter(|r| r.2 != g));
-        for e in examples.iter().filter(|e| e.group == g) {
-            let folded = normalize(&e.text).leet;
+        let model = train(rows.iter().filter(|r| r.group != g));
+        for r in rows.iter().filter(|r| r.group == g) {
             let logit = model
-                .strongest(&folded, e.source)
+                .strongest(&r.folded, r.source)
                 .map_or(f32::NEG_INFINITY, |w| w.logit);
-            if e.injection {
+            if r.injection {
                 attacks.push(logit);
             } else {
                 held_out.push(logit);
@@ -609,8 +615,17 @@ impl std::fmt::Display for FitReport {
     }
 }
 
-fn train<'a>(rows: impl Iterator<Item = &'a (Vec<u32>, bool, usize)>) -> Model {
-    let rows: Vec<&(Vec<u32>, bool, usize)> = rows.collect();
+/// One labelled text as the fit reads it: folded once, with its features.
+struct Row {
+    folded: String,
+    source: Source,
+    features: Vec<u32>,
+    injection: bool,
+    group: usize,
+}
+
+fn train<'a>(rows: impl Iterator<Item = &'a Row>) -> Model {
+    let rows: Vec<&Row> = rows.collect();
     let mut w = vec![0f64; 1 << BITS];
     let mut g = vec![0f64; 1 << BITS];
     let (mut bias, mut g_bias) = (0f64, 0f64);
@@ -625,10 +640,10 @@ fn train<'a>(rows: impl Iterator<Item = &'a (Vec<u32>, bool, usize)>) -> Model {
             order.swap(i, (rng % (i as u64 + 1)) as usize);
         }
         for &i in &order {
-            let (x, y, _) = rows[i];
+            let x = &rows[i].features;
             let s = 1.0 / (x.len().max(1) as f64).sqrt();
             let z = bias + x.iter().map(|&j| w[j as usize]).sum::<f64>() * s;
-            let e = sigmoid(z) - if *y { 1.0 } else { 0.0 };
+            let e = sigmoid(z) - if rows[i].injection { 1.0 } else { 0.0 };
             for &j in x {
                 let j = j as usize;
                 let grad = e * s + L2 * w[j];
@@ -920,21 +935,15 @@ mod tests {
             "explain why developers write guidelines for code review",
         ];
         for group in 0..4 {
-            for (i, t) in attacks.iter().enumerate() {
-                out.push(LabelledText {
-                    text: format!("{t} {group}{i}"),
-                    source: Source::User,
-                    injection: true,
-                    group,
-                });
-            }
-            for (i, t) in benign.iter().enumerate() {
-                out.push(LabelledText {
-                    text: format!("{t} {group}{i}"),
-                    source: Source::User,
-                    injection: false,
-                    group,
-                });
+            for (texts, injection) in [(&attacks, true), (&benign, false)] {
+                for (i, t) in texts.iter().enumerate() {
+                    out.push(LabelledText {
+                        text: format!("{t} {group}{i}"),
+                        source: Source::User,
+                        injection,
+                        group,
+                    });
+                }
             }
         }
         out

@@ -1060,29 +1060,21 @@ mod fit {
         let dirs = std::env::var("AIRLOCK_EVAL_CORPUS")
             .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/tests/corpus").to_owned());
         for dir in dirs.split(':') {
-            for file in ["attacks.jsonl", "negatives.jsonl"] {
-                let text = std::fs::read_to_string(format!("{dir}/{file}")).unwrap_or_default();
-                for line in text.lines() {
-                    let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
-                        continue;
-                    };
-                    let body = v["text"].as_str().unwrap_or_default();
-                    let attack = v["labels"]
-                        .as_array()
-                        .is_some_and(|l| l.iter().any(|x| x == "injection"));
-                    let mut hits = Vec::new();
-                    set.find(&normalize(body).leet, &mut hits);
-                    let mut phrases: Vec<usize> = hits.iter().map(|h| h.phrase).collect();
-                    phrases.sort_unstable();
-                    phrases.dedup();
-                    for p in phrases {
-                        if attack {
-                            pos[p] += 1
-                        } else {
-                            neg[p] += 1;
-                            if neg_texts[p].len() < 3 {
-                                neg_texts[p].push(body.chars().take(160).collect());
-                            }
+            let set_rows = crate::engine::classifier::read_set(std::path::Path::new(dir), 0)
+                .unwrap_or_else(|e| panic!("{e}"));
+            for example in set_rows {
+                let mut hits = Vec::new();
+                set.find(&normalize(&example.text).leet, &mut hits);
+                let mut phrases: Vec<usize> = hits.iter().map(|h| h.phrase).collect();
+                phrases.sort_unstable();
+                phrases.dedup();
+                for p in phrases {
+                    if example.injection {
+                        pos[p] += 1
+                    } else {
+                        neg[p] += 1;
+                        if neg_texts[p].len() < 3 {
+                            neg_texts[p].push(example.text.chars().take(160).collect());
                         }
                     }
                 }
