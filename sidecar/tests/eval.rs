@@ -169,7 +169,7 @@ fn corpus_meets_quality_thresholds() {
 /// the corpus, and was measured before any rule was changed for it (set 1: injection recall 0.37; set 2,
 /// after tuning on set 1: 0.56; set 3, after tuning on sets 1 and 2: 0.53). All three were then used for
 /// tuning, and the injection classifier is fitted on them, so their injection figures are no longer a
-/// measure of unseen wording (set 5's is). They hold floors, not the targets, so that generalisation cannot silently
+/// measure of unseen wording (set 6's is). They hold floors, not the targets, so that generalisation cannot silently
 /// regress. Their `dlp` labels count IP addresses inside URLs, which the engine reports as `url` only, so
 /// `dlp` is printed but not held to a floor.
 #[test]
@@ -221,19 +221,35 @@ fn blind_set_4_holds_its_floor() {
     );
 }
 
-/// Blind set 5 was never tuned on, and the injection classifier is never fitted on it: it says how the
-/// engine does on wording nobody wrote a rule or a training example for. First score, before session 20's
-/// word families: injection recall 0.481 (75 of 156) at 1.5 % FPR (3 of 205); url 0.923; code 0.773. After
-/// the word families: 0.590. With the classifier (fitted on the corpus and sets 1-4, its thresholds placed
-/// by holding each of those sets out in turn): 0.833 (130 of 156) at the same 1.5 %. The floor leaves two
-/// examples of room for a re-fit on more labelled text.
+/// Blind set 5 was never tuned on: it was first scored before session 20's word families (injection
+/// recall 0.481, 75 of 156, at 1.5 % FPR, 3 of 205; url 0.923; code 0.773), then 0.590 after them, then
+/// 0.833 with the classifier fitted on the corpus and sets 1-4. Session 22 fits the classifier on it too
+/// (set 6 is now the one held back), so its injection figure is in-sample; it is held where it stands.
 #[test]
 fn blind_set_5_holds_its_floor() {
     let examples = load(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/heldout/set5"));
     hold(
-        "blind set 5 (never tuned on, never fitted on):",
+        "blind set 5 (fitted on since session 22):",
         &examples,
         150,
-        [(0.82, 0.015), (0.92, 0.01), (0.77, 0.01)],
+        [(0.98, 0.015), (0.92, 0.01), (0.77, 0.01)],
+    );
+}
+
+/// Blind set 6 (session 22) is never tuned on, and the injection classifier is never fitted on it: it says
+/// how the engine does on wording nobody wrote a rule or a training example for. It was scored twice:
+/// before anything changed for it (injection recall 0.720, 126 of 175, at 3.2 % FPR, 7 of 219; url 1.000;
+/// code 0.850), and after one change decided before it was written (the classifier re-fitted with the
+/// role-play set `tests/train/roleplay`, written separately, and with set 5): 0.829 (145 of 175) at
+/// 4.1 % FPR (9 of 219; seven of them from the rules, as before). The floors leave two examples of room
+/// on recall and one on injection FPR.
+#[test]
+fn blind_set_6_holds_its_floor() {
+    let examples = load(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/heldout/set6"));
+    hold(
+        "blind set 6 (never tuned on, never fitted on):",
+        &examples,
+        170,
+        [(0.81, 0.05), (0.91, 0.01), (0.75, 0.011)],
     );
 }
