@@ -4,7 +4,7 @@
 #
 # Load: oha at 1,000 req/s for BENCH_SECONDS (default 10) over 16 keep-alive connections, POST
 # /v1/chat/completions. Added latency = percentile through the proxy minus the same percentile direct to
-# the stub, measured back to back in this run (pass-through: the median of three alternating rounds).
+# the stub, measured back to back in this run (each figure the median of three alternating rounds).
 #   - pass-through: nginx vs the sidecar with an empty profile (body parsed, nothing to detect);
 #   - full scan: the sidecar with the `strict` profile on 1 KB, 4 KB and 32 KB benign prompts;
 #   - CPU per 1,000 requests (utime+stime of the proxy process), RSS idle and peak under load;
@@ -151,9 +151,19 @@ for name in direct-64 nginx-64 pass-64; do
   p99[$name]=$(median "${p99[$name-1]}" "${p99[$name-2]}" "${p99[$name-3]}")
   cpu[$name]=$(median "${cpu[$name-1]}" "${cpu[$name-2]}" "${cpu[$name-3]}")
 done
+# Full scan: the same three alternating rounds and medians, direct and through the strict sidecar.
+for round in 1 2 3; do
+  for size in 1024 4096 32768; do
+    measure direct-$size-$round $stub_port chat-$size.json
+    measure scan-$size-$round $scan_port chat-$size.json "$scan_pid"
+  done
+done
 for size in 1024 4096 32768; do
-  measure direct-$size $stub_port chat-$size.json
-  measure scan-$size $scan_port chat-$size.json "$scan_pid"
+  for name in direct-$size scan-$size; do
+    p50[$name]=$(median "${p50[$name-1]}" "${p50[$name-2]}" "${p50[$name-3]}")
+    p99[$name]=$(median "${p99[$name-1]}" "${p99[$name-2]}" "${p99[$name-3]}")
+    cpu[$name]=$(median "${cpu[$name-1]}" "${cpu[$name-2]}" "${cpu[$name-3]}")
+  done
 done
 rss_peak=$(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$scan_pid/status")
 
