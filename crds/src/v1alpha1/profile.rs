@@ -164,7 +164,8 @@ pub struct PromptInjection {
 
     /// Also score each text with the built-in classifier, a linear model learned from labelled attacks and
     /// hard negatives that catches paraphrases no phrase rule was written for (about 10 microseconds per
-    /// 4 KB). Its findings are reported as `injection.classifier`. Default: true.
+    /// 4 KB). Its findings are reported as `injection.classifier`; on a text it is confident is benign it
+    /// also drops the phrase rules' weaker findings (never structural ones). Default: true.
     #[serde(default = "default_true")]
     pub classifier: bool,
 }

@@ -1103,3 +1103,74 @@ mod tests {
         );
     }
 }
+
+/// Where [`crate::engine::injection`]'s benign veto sits (run with `--ignored --nocapture`): every training
+/// set is scored by a model fitted without it, and for each candidate logit the table counts the texts the
+/// phrase rules flag below their stand-alone score whose held-out logit is lower: injections the veto would
+/// lose and false positives it would drop (structural findings, never dropped, are counted too).
+#[cfg(test)]
+mod veto_analysis {
+    use super::*;
+    use crate::engine::injection::{Injection, RULES_STAND_ALONE, rules};
+
+    #[test]
+    #[ignore]
+    fn veto_analysis() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut examples = Vec::new();
+        for (group, set) in TRAINING_SETS.iter().enumerate() {
+            examples.extend(read_set(&dir.join(set), group).expect("a training set"));
+        }
+        let config = crate::engine::InjectionConfig {
+            classifier: false,
+            ..Default::default()
+        };
+        let rules_only = Injection::with_rules(&config, &rules(include_str!("data/injection.tsv")));
+        let rows: Vec<Row> = examples
+            .iter()
+            .map(|e| {
+                let folded = normalize(&e.text).leet;
+                Row {
+                    features: features(&folded, e.source),
+                    folded,
+                    source: e.source,
+                    injection: e.injection,
+                    group: e.group,
+                }
+            })
+            .collect();
+        // (injection, rule score, held-out logit) of every text some rule flags.
+        let mut flagged = Vec::new();
+        for g in 0..TRAINING_SETS.len() {
+            let model = train(rows.iter().filter(|r| r.group != g));
+            for (r, e) in rows.iter().zip(&examples).filter(|(r, _)| r.group == g) {
+                let mut out = Vec::new();
+                rules_only.detect(&normalize(&e.text), &e.text, e.source, &mut out);
+                let rule = out.iter().map(|f| f.score).fold(0.0f32, f32::max);
+                if rule > 0.0 {
+                    let logit = model
+                        .strongest(&r.folded, r.source)
+                        .map_or(f32::NEG_INFINITY, |w| w.logit);
+                    flagged.push((e.injection, rule, logit));
+                }
+            }
+        }
+        let (tp, fp) = flagged
+            .iter()
+            .fold((0, 0), |(t, f), x| if x.0 { (t + 1, f) } else { (t, f + 1) });
+        println!("the rules flag {tp} texts with injection and {fp} without");
+        for tau in [-3.0, -2.5, -2.0, -1.5, -1.2, -1.0, -0.5] {
+            let vetoed = |injection: bool| {
+                flagged
+                    .iter()
+                    .filter(|x| x.0 == injection && x.1 < RULES_STAND_ALONE && x.2 < tau)
+                    .count()
+            };
+            println!(
+                "logit < {tau:5}: loses {} injections, drops {} false positives",
+                vetoed(true),
+                vetoed(false)
+            );
+        }
+    }
+}
