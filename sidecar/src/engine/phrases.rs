@@ -404,15 +404,18 @@ impl PhraseSet {
         } else {
             text
         };
-        SCRATCH.with(|cell| match cell.try_borrow_mut() {
-            Ok(mut scratch) => {
-                let truncated = self.find_with(text, cut, &mut scratch, out);
-                scratch.trim();
-                truncated
-            }
-            // Only a nested call (none today) finds the scratch taken: it gets its own.
-            Err(_) => self.find_with(text, cut, &mut Scratch::default(), out),
-        })
+        let shared = SCRATCH.try_with(|cell| {
+            let mut scratch = cell.try_borrow_mut().ok()?;
+            let truncated = self.find_with(text, cut, &mut scratch, out);
+            scratch.trim();
+            Some(truncated)
+        });
+        match shared {
+            Ok(Some(truncated)) => truncated,
+            // Only a nested call (none today) finds the scratch taken, and only a scan while the thread
+            // exits finds it gone: either gets its own.
+            _ => self.find_with(text, cut, &mut Scratch::default(), out),
+        }
     }
 
     fn find_with(&self, text: &str, cut: bool, scratch: &mut Scratch, out: &mut Vec<PhraseHit>) -> bool {
