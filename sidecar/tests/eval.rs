@@ -169,7 +169,7 @@ fn corpus_meets_quality_thresholds() {
 /// the corpus, and was measured before any rule was changed for it (set 1: injection recall 0.37; set 2,
 /// after tuning on set 1: 0.56; set 3, after tuning on sets 1 and 2: 0.53). All three were then used for
 /// tuning, and the injection classifier is fitted on them, so their injection figures are no longer a
-/// measure of unseen wording (set 6's is). They hold floors, not the targets, so that generalisation cannot silently
+/// measure of unseen wording (set 7's is). They hold floors, not the targets, so that generalisation cannot silently
 /// regress. Their `dlp` labels count IP addresses inside URLs, which the engine reports as `url` only, so
 /// `dlp` is printed but not held to a floor.
 #[test]
@@ -237,21 +237,38 @@ fn blind_set_5_holds_its_floor() {
     );
 }
 
-/// Blind set 6 (session 22) is never tuned on, and the injection classifier is never fitted on it: it says
-/// how the engine does on wording nobody wrote a rule or a training example for. It was scored twice:
-/// before anything changed for it (injection recall 0.720, 126 of 175, at 3.2 % FPR, 7 of 219; url 1.000;
-/// code 0.850), and after one change decided before it was written (the classifier re-fitted with the
-/// role-play set `tests/train/roleplay`, written separately, and with set 5): 0.829 (145 of 175) at
-/// 4.1 % FPR (9 of 219; seven of them from the rules, as before). Then the classifier's benign veto
-/// (placed on the training sets' held-out logits, see `injection::BENIGN_LOGIT`): the same recall at 3.2 %
-/// (7 of 219). The floors leave two examples of room.
+/// Blind set 6 (session 22) was never tuned on. It was scored before anything changed for it (injection
+/// recall 0.720, 126 of 175, at 3.2 % FPR, 7 of 219; url 1.000; code 0.850), after one change decided
+/// before it was written (the classifier re-fitted with the role-play set `tests/train/roleplay`, written
+/// separately, and with set 5): 0.829 (145 of 175) at 4.1 % FPR, and after the classifier's benign veto
+/// (`injection::BENIGN_LOGIT`): 0.829 at 3.2 %. Then, with blind set 7 written, the classifier was fitted
+/// on it too, so its injection figure is in-sample (1.000 at 1.4 %); it is held where it stands.
 #[test]
 fn blind_set_6_holds_its_floor() {
     let examples = load(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/heldout/set6"));
     hold(
-        "blind set 6 (never tuned on, never fitted on):",
+        "blind set 6 (fitted on since session 22):",
         &examples,
         170,
-        [(0.81, 0.041), (0.91, 0.01), (0.75, 0.011)],
+        [(0.98, 0.023), (0.91, 0.01), (0.75, 0.011)],
+    );
+}
+
+/// Blind set 7 (session 22) is never tuned on, and the injection classifier is never fitted on it: it says
+/// how the engine does on wording nobody wrote a rule or a training example for. Written at the same time
+/// as the training set `tests/train/evasion` (refusal suppression, prefix injection, layered fiction,
+/// fake transcripts, language evasion, payload splitting, claimed authority), by sessions that never saw
+/// each other's work. Scored before anything changed: injection recall 0.907 (147 of 162) at 2.1 % FPR
+/// (5 of 239); url 1.000; code 0.900. After the one change decided beforehand (the classifier re-fitted
+/// with `tests/train/evasion` and set 6): 0.926 (150 of 162) at 1.7 % (4 of 239). The floors leave two
+/// examples of room.
+#[test]
+fn blind_set_7_holds_its_floor() {
+    let examples = load(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/heldout/set7"));
+    hold(
+        "blind set 7 (never tuned on, never fitted on):",
+        &examples,
+        160,
+        [(0.91, 0.026), (0.91, 0.01), (0.8, 0.011)],
     );
 }

@@ -33,8 +33,9 @@ const MAX_FINDINGS: usize = 16;
 /// injection, and the phrase rules' findings on it are dropped unless they add up to
 /// [`RULES_STAND_ALONE`] or more. Structural evidence (hidden comments, exfiltrating Markdown, retrieved
 /// text addressing an AI) is never dropped. Placed on held-out logits (`classifier::veto_analysis`): over
-/// the training sets, each scored by a model fitted without it, it drops 10 of the rules' 28 false
-/// positives and 2 of their 632 true positives.
+/// the training sets, each scored by a model fitted without it, it drops 14 of the rules' 39 false
+/// positives and 2 of their 787 true positives (10 of 28 and 2 of 632 when it was placed, before sets 6
+/// and `train/evasion` joined them).
 pub(crate) const BENIGN_LOGIT: f32 = -1.5;
 /// Rule evidence this strong stands whatever the classifier says: padding an injection with words the
 /// model reads as benign must not silence `ignore all previous instructions`.
