@@ -540,19 +540,7 @@ fn features(folded: &str, source: Source) -> Vec<u32> {
 /// the same bytes), weights quantised to one byte each; then each group is held out in turn to place the
 /// thresholds (see the module docs). Needs at least two groups with texts without injection.
 pub fn fit(examples: &[LabelledText]) -> Result<(Model, FitReport), EngineError> {
-    let rows: Vec<Row> = examples
-        .iter()
-        .map(|e| {
-            let folded = normalize(&e.text).leet;
-            Row {
-                features: features(&folded, e.source),
-                folded,
-                source: e.source,
-                injection: e.injection,
-                group: e.group,
-            }
-        })
-        .collect();
+    let rows = rows(examples);
     let mut groups: Vec<usize> = rows.iter().map(|r| r.group).collect();
     groups.sort_unstable();
     groups.dedup();
@@ -562,17 +550,11 @@ pub fn fit(examples: &[LabelledText]) -> Result<(Model, FitReport), EngineError>
         });
     }
     let (mut held_out, mut attacks) = (Vec::new(), Vec::new());
-    for &g in &groups {
-        let model = train(rows.iter().filter(|r| r.group != g));
-        for r in rows.iter().filter(|r| r.group == g) {
-            let logit = model
-                .strongest(&r.folded, r.source)
-                .map_or(f32::NEG_INFINITY, |w| w.logit);
-            if r.injection {
-                attacks.push(logit);
-            } else {
-                held_out.push(logit);
-            }
+    for (r, logit) in rows.iter().zip(held_out_logits(&rows)) {
+        if r.injection {
+            attacks.push(logit);
+        } else {
+            held_out.push(logit);
         }
     }
     if held_out.is_empty() {
@@ -593,6 +575,41 @@ pub fn fit(examples: &[LabelledText]) -> Result<(Model, FitReport), EngineError>
         recall,
     };
     Ok((model, report))
+}
+
+/// Each labelled text folded once, with its features.
+fn rows(examples: &[LabelledText]) -> Vec<Row> {
+    examples
+        .iter()
+        .map(|e| {
+            let folded = normalize(&e.text).leet;
+            Row {
+                features: features(&folded, e.source),
+                folded,
+                source: e.source,
+                injection: e.injection,
+                group: e.group,
+            }
+        })
+        .collect()
+}
+
+/// Each row's strongest-window logit under a model fitted on the other groups (held out by group), in
+/// the rows' order; `-inf` for a text without words.
+fn held_out_logits(rows: &[Row]) -> Vec<f32> {
+    let mut logits = vec![f32::NEG_INFINITY; rows.len()];
+    let mut groups: Vec<usize> = rows.iter().map(|r| r.group).collect();
+    groups.sort_unstable();
+    groups.dedup();
+    for g in groups {
+        let model = train(rows.iter().filter(|r| r.group != g));
+        for (r, logit) in rows.iter().zip(logits.iter_mut()).filter(|(r, _)| r.group == g) {
+            *logit = model
+                .strongest(&r.folded, r.source)
+                .map_or(f32::NEG_INFINITY, |w| w.logit);
+        }
+    }
+    logits
 }
 
 /// How the fit did on each set while it was held out: texts with and without injection, and the share of
@@ -731,11 +748,16 @@ pub const TRAINING_SETS: [&str; 9] = [
 
 /// Fits the model from [`TRAINING_SETS`] under `crate_dir`.
 pub fn fit_shipped(crate_dir: &std::path::Path) -> Result<(Model, FitReport), EngineError> {
+    fit(&training_examples(crate_dir)?)
+}
+
+/// The texts of [`TRAINING_SETS`] under `crate_dir`, each set its own group.
+fn training_examples(crate_dir: &std::path::Path) -> Result<Vec<LabelledText>, EngineError> {
     let mut examples = Vec::new();
     for (group, set) in TRAINING_SETS.iter().enumerate() {
         examples.extend(read_set(&crate_dir.join(set), group)?);
     }
-    fit(&examples)
+    Ok(examples)
 }
 
 #[cfg(test)]
@@ -1119,42 +1141,21 @@ mod veto_analysis {
     #[ignore]
     fn veto_analysis() {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let mut examples = Vec::new();
-        for (group, set) in TRAINING_SETS.iter().enumerate() {
-            examples.extend(read_set(&dir.join(set), group).expect("a training set"));
-        }
+        let examples = training_examples(dir).expect("the training sets");
         let config = crate::engine::InjectionConfig {
             classifier: false,
             ..Default::default()
         };
         let rules_only = Injection::with_rules(&config, &rules(include_str!("data/injection.tsv")));
-        let rows: Vec<Row> = examples
-            .iter()
-            .map(|e| {
-                let folded = normalize(&e.text).leet;
-                Row {
-                    features: features(&folded, e.source),
-                    folded,
-                    source: e.source,
-                    injection: e.injection,
-                    group: e.group,
-                }
-            })
-            .collect();
+        let rows = rows(&examples);
         // (injection, rule score, held-out logit) of every text some rule flags.
         let mut flagged = Vec::new();
-        for g in 0..TRAINING_SETS.len() {
-            let model = train(rows.iter().filter(|r| r.group != g));
-            for (r, e) in rows.iter().zip(&examples).filter(|(r, _)| r.group == g) {
-                let mut out = Vec::new();
-                rules_only.detect(&normalize(&e.text), &e.text, e.source, &mut out);
-                let rule = out.iter().map(|f| f.score).fold(0.0f32, f32::max);
-                if rule > 0.0 {
-                    let logit = model
-                        .strongest(&r.folded, r.source)
-                        .map_or(f32::NEG_INFINITY, |w| w.logit);
-                    flagged.push((e.injection, rule, logit));
-                }
+        for (e, logit) in examples.iter().zip(held_out_logits(&rows)) {
+            let mut out = Vec::new();
+            rules_only.detect(&normalize(&e.text), &e.text, e.source, &mut out);
+            let rule = out.iter().map(|f| f.score).fold(0.0f32, f32::max);
+            if rule > 0.0 {
+                flagged.push((e.injection, rule, logit));
             }
         }
         let (tp, fp) = flagged
