@@ -6,7 +6,9 @@
 # /v1/chat/completions. Added latency = percentile through the proxy minus the same percentile direct to
 # the stub, measured back to back in this run (each figure the median of three alternating rounds).
 #   - pass-through: nginx vs the sidecar with an empty profile (body parsed, nothing to detect);
-#   - full scan: the sidecar with the `strict` profile on 1 KB, 4 KB and 32 KB benign prompts;
+#   - full scan: the sidecar with the `strict` profile on 1 KB, 4 KB and 32 KB benign prompts, split for
+#     4 KB into proxying that body (the pass-through sidecar) and the engine's own time per prompt (the
+#     strict sidecar's airlock_sidecar_scan_seconds);
 #   - CPU per 1,000 requests (utime+stime of the proxy process), RSS idle and peak under load;
 #   - SSE time to first token (the first `data:` event) through the sidecar vs direct, and through nginx
 #     as the floor (median of 200 requests from one client process, each on a new connection), with
@@ -127,11 +129,21 @@ run() {
     -D "$work/$2" "http://127.0.0.1:$1/v1/chat/completions" |
     python3 -c 'import json,sys; d=json.load(sys.stdin); p=d["latencyPercentiles"]; s=d["statusCodeDistribution"]; print(p["p50"]*1e6, p["p99"]*1e6, sum(s.values()), s.get("200", 0))'
 }
-declare -A p50 p99 cpu
-measure() { # name port body pid
-  local before after out
+# "sum count" of a sidecar's airlock_sidecar_scan_seconds{direction="prompt"}, from its admin port.
+scan_seconds() {
+  curl -s "http://$1/metrics" | awk '/^airlock_sidecar_scan_seconds_sum\{direction="prompt"\}/ {s = $2}
+    /^airlock_sidecar_scan_seconds_count\{direction="prompt"\}/ {c = $2} END {print s + 0, c + 0}'
+}
+declare -A p50 p99 cpu engine
+measure() { # name port body pid [admin address: the engine's mean time per prompt goes to engine[name]]
+  local before after out s0 c0 s1 c1
   before=$([[ -n ${4:-} ]] && cpu_ticks "$4" || echo 0)
+  [[ -n ${5:-} ]] && read -r s0 c0 <<<"$(scan_seconds "$5")"
   out=$(run "$2" "$3")
+  if [[ -n ${5:-} ]]; then
+    read -r s1 c1 <<<"$(scan_seconds "$5")"
+    engine[$1]=$(python3 -c "print(f'{($s1 - $s0) / max($c1 - $c0, 1) * 1e6:.0f}')")
+  fi
   after=$([[ -n ${4:-} ]] && cpu_ticks "$4" || echo 0)
   read -r a b n ok <<<"$out"
   if [[ $ok != "$n" ]]; then echo "[bench] $1: only $ok of $n requests answered 200" >&2; fi
@@ -151,19 +163,24 @@ for name in direct-64 nginx-64 pass-64; do
   p99[$name]=$(median "${p99[$name-1]}" "${p99[$name-2]}" "${p99[$name-3]}")
   cpu[$name]=$(median "${cpu[$name-1]}" "${cpu[$name-2]}" "${cpu[$name-3]}")
 done
-# Full scan: the same three alternating rounds and medians, direct and through the strict sidecar.
+# Full scan: the same three alternating rounds and medians, direct and through the strict sidecar; the
+# 4 KB prompt also through the pass-through sidecar, which parses the same body and scans nothing, so the
+# full scan's added time splits into what any proxying of that body costs and what scanning adds (read
+# from the strict sidecar's own airlock_sidecar_scan_seconds).
 for round in 1 2 3; do
   for size in 1024 4096 32768; do
     measure direct-$size-$round $stub_port chat-$size.json
-    measure scan-$size-$round $scan_port chat-$size.json "$scan_pid"
+    measure scan-$size-$round $scan_port chat-$size.json "$scan_pid" "127.0.0.1:$((admin0 + 2))"
   done
+  measure pass-4096-$round $pass_port chat-4096.json "$pass_pid"
+done
+for name in direct-1024 scan-1024 direct-4096 scan-4096 pass-4096 direct-32768 scan-32768; do
+  p50[$name]=$(median "${p50[$name-1]}" "${p50[$name-2]}" "${p50[$name-3]}")
+  p99[$name]=$(median "${p99[$name-1]}" "${p99[$name-2]}" "${p99[$name-3]}")
+  cpu[$name]=$(median "${cpu[$name-1]}" "${cpu[$name-2]}" "${cpu[$name-3]}")
 done
 for size in 1024 4096 32768; do
-  for name in direct-$size scan-$size; do
-    p50[$name]=$(median "${p50[$name-1]}" "${p50[$name-2]}" "${p50[$name-3]}")
-    p99[$name]=$(median "${p99[$name-1]}" "${p99[$name-2]}" "${p99[$name-3]}")
-    cpu[$name]=$(median "${cpu[$name-1]}" "${cpu[$name-2]}" "${cpu[$name-3]}")
-  done
+  engine[scan-$size]=$(median "${engine[scan-$size-1]}" "${engine[scan-$size-2]}" "${engine[scan-$size-3]}")
 done
 rss_peak=$(awk '/VmHWM/ {printf "%.1f", $2 / 1024}' "/proc/$scan_pid/status")
 
@@ -226,6 +243,7 @@ row() { printf '%-28s %10.0f %10.0f %12s %12s %14s\n' "$1" "${p50[$2]}" "${p99[$
 row "direct to stub" direct-64 direct-64 "-"
 row "nginx (floor)" nginx-64 direct-64 "${cpu[nginx-64]}"
 row "sidecar pass-through" pass-64 direct-64 "${cpu[pass-64]}"
+row "sidecar pass-through, 4 KB" pass-4096 direct-4096 "${cpu[pass-4096]}"
 for size in 1024 4096 32768; do
   row "sidecar strict, $((size / 1024)) KB prompt" scan-$size direct-$size "${cpu[scan-$size]}"
 done
@@ -238,6 +256,13 @@ print(f"pass-through added p99: {pa:.0f} us = {pa / na:.2f} x nginx's {na:.0f} u
 na50, pa50 = max(n50 - dd50, 1.0), max(p50 - dd50, 0.0)
 print(f"pass-through added p50: {pa50:.0f} us = {pa50 / na50:.2f} x nginx's {na50:.0f} us")
 print(f"4 KB full scan added: p50 {max(s50 - d50, 0):.0f} us (target <= 150), p99 {max(s99 - d99, 0):.0f} us (target <= 400)")
+PY
+python3 - "${p50[pass-4096]}" "${p50[direct-4096]}" "${engine[scan-1024]}" "${engine[scan-4096]}" "${engine[scan-32768]}" <<'PY'
+import sys
+pass50, d50, e1, e4, e32 = map(float, sys.argv[1:])
+print(f"of which: proxying the same 4 KB body without scanning adds p50 {max(pass50 - d50, 0):.0f} us; the engine's "
+      f"mean time per prompt inside the strict sidecar (airlock_sidecar_scan_seconds): 1 KB {e1:.0f} us, "
+      f"4 KB {e4:.0f} us, 32 KB {e32:.0f} us")
 PY
 echo "sidecar RSS: idle $rss_idle MiB (target <= 20), peak under load $rss_peak MiB (target <= 40)"
 echo "SSE time to first token (first data: event, a new connection each time): direct $ttfb_direct us; nginx +$(added "$ttfb_nginx" "$ttfb_direct") us; passAndAlert +$(added "$ttfb_pass" "$ttfb_direct") us (target <= 200); holdback 4096 +$(added "$ttfb_hold" "$ttfb_direct") us (short answers are held to the end of the stream)"

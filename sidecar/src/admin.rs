@@ -39,6 +39,19 @@ pub struct VerdictLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DirectionLabels {
+    /// `prompt` or `response`.
+    pub direction: &'static str,
+}
+
+/// Buckets of [`Metrics::scan_seconds`]: 10 µs to about 0.33 s, doubling.
+fn scan_histogram() -> Histogram {
+    Histogram::new(prometheus_client::metrics::histogram::exponential_buckets(
+        10e-6, 2.0, 16,
+    ))
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: &'static str,
 }
@@ -51,6 +64,9 @@ pub struct Metrics {
     pub verdicts: Family<VerdictLabels, Counter>,
     /// Time the sidecar added to a request: reading, scanning and deciding, upstream time excluded.
     pub added_latency: Histogram,
+    /// Engine time per scanned body, by direction: the part of [`Metrics::added_latency`] that detection
+    /// takes.
+    pub scan_seconds: Family<DirectionLabels, Histogram, fn() -> Histogram>,
     pub limited: Family<ReasonLabels, Counter>,
     pub upstream_errors: Family<ReasonLabels, Counter>,
     pub scan_failures: Family<ReasonLabels, Counter>,
@@ -88,6 +104,14 @@ impl Metrics {
             "added_latency_seconds",
             "Time the sidecar added to a request (reading, scanning, deciding; not upstream time)",
             added_latency.clone(),
+        );
+        let scan_seconds: Family<DirectionLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(scan_histogram);
+        registry.register(
+            "scan_seconds",
+            "Time the detection engine took on one request body or buffered response body, by direction \
+             (windows of streamed responses are not included)",
+            scan_seconds.clone(),
         );
         let limited = Family::<ReasonLabels, Counter>::default();
         registry.register(
@@ -130,6 +154,7 @@ impl Metrics {
             requests,
             verdicts,
             added_latency,
+            scan_seconds,
             limited,
             upstream_errors,
             scan_failures,

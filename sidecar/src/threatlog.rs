@@ -22,6 +22,16 @@ pub enum Direction {
     Response,
 }
 
+impl Direction {
+    /// As in the threat log and the metrics' `direction` label.
+    pub fn label(self) -> &'static str {
+        match self {
+            Direction::Prompt => "prompt",
+            Direction::Response => "response",
+        }
+    }
+}
+
 /// Where a request came from.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct SourceInfo {

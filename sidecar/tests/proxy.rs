@@ -175,6 +175,28 @@ async fn benign_prompts_pass_with_the_apps_credentials() {
 }
 
 #[tokio::test]
+async fn scan_time_is_a_metric_per_direction() {
+    let h = start("strict").await;
+    let count = |direction: &str| {
+        let text = h.proxy.metrics.encode();
+        let key = format!("airlock_sidecar_scan_seconds_count{{direction=\"{direction}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(key.as_str()))
+            .map_or(0, |n| n.trim().parse::<u64>().unwrap())
+    };
+    assert_eq!((count("prompt"), count("response")), (0, 0));
+    let (status, _, _) = h
+        .post("/v1/chat/completions", chat("What is the capital of France?"))
+        .await;
+    assert_eq!(status, 200);
+    // One request body and one response body scanned.
+    assert_eq!((count("prompt"), count("response")), (1, 1));
+    // A blocked prompt was scanned too; its response never came.
+    assert_eq!(h.post("/v1/chat/completions", chat(INJECTION)).await.0, 403);
+    assert_eq!((count("prompt"), count("response")), (2, 1));
+}
+
+#[tokio::test]
 async fn an_injection_is_blocked_before_it_leaves() {
     let h = start("strict").await;
     let (status, headers, body) = h.post("/v1/chat/completions", chat(INJECTION)).await;

@@ -27,7 +27,7 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use serde_json::Value;
 
-use crate::admin::{Metrics, ReasonLabels, RequestLabels, VerdictLabels};
+use crate::admin::{DirectionLabels, Metrics, ReasonLabels, RequestLabels, VerdictLabels};
 use crate::engine::{ScanResult, Source};
 use crate::extract::{self, Text};
 use crate::forward::Forwarders;
@@ -495,7 +495,7 @@ impl Proxy {
             return self.refuse_prompt(&ctx, "unknown_api", &message, started);
         }
         if !skip_scan && !body.is_empty() {
-            let outcome = self.scan(&policy, &texts).await;
+            let outcome = self.scan(&policy, &texts, Direction::Prompt).await;
             let report_id = self.ids.next();
             match outcome {
                 Ok(result) => {
@@ -707,7 +707,7 @@ impl Proxy {
                 }],
             };
             let report_id = self.ids.next();
-            match self.scan(&policy, &texts).await {
+            match self.scan(&policy, &texts, Direction::Response).await {
                 Ok(result) => {
                     let verdict = decide(&policy.actions, &result);
                     let action = effective(verdict.action, enforce);
@@ -914,8 +914,28 @@ impl Proxy {
         Ok((changed, permit))
     }
 
-    /// Scans `texts`, inline when small, else on the blocking pool within the profile's latency budget.
-    async fn scan(&self, policy: &Arc<Policy>, texts: &[Text]) -> Result<ScanResult, ScanFailure> {
+    /// Scans `texts`, inline when small, else on the blocking pool within the profile's latency budget;
+    /// a finished scan's time goes to `airlock_sidecar_scan_seconds`.
+    async fn scan(
+        &self,
+        policy: &Arc<Policy>,
+        texts: &[Text],
+        direction: Direction,
+    ) -> Result<ScanResult, ScanFailure> {
+        let started = Instant::now();
+        let result = self.scan_inner(policy, texts).await;
+        if result.is_ok() {
+            self.metrics
+                .scan_seconds
+                .get_or_create(&DirectionLabels {
+                    direction: direction.label(),
+                })
+                .observe(started.elapsed().as_secs_f64());
+        }
+        result
+    }
+
+    async fn scan_inner(&self, policy: &Arc<Policy>, texts: &[Text]) -> Result<ScanResult, ScanFailure> {
         let size: usize = texts.iter().map(|t| t.text.len()).sum();
         if size <= INLINE_SCAN_BYTES {
             return std::panic::catch_unwind(AssertUnwindSafe(|| scan_texts(policy, texts)))
@@ -985,10 +1005,7 @@ impl Proxy {
         self.metrics
             .verdicts
             .get_or_create(&VerdictLabels {
-                direction: match direction {
-                    Direction::Prompt => "prompt",
-                    Direction::Response => "response",
-                },
+                direction: direction.label(),
                 category,
                 action: action_str(verdict.action),
             })
