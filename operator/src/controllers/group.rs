@@ -2,9 +2,10 @@
 //! bounded number of writes.
 //!
 //! The index marks a group dirty when a pod joins, leaves or changes IPs or readiness. The writer wakes
-//! on a change and writes every dirty group concurrently: at once after a quiet spell (a single label
-//! change converges in one round trip), otherwise [`DEBOUNCE`] after its previous pass, so the rest of a
-//! burst (a rollout) lands in one write per group. A group's status holds the first [`MAX_INLINE_MEMBERS`] members; the
+//! on a change and writes every dirty group concurrently: a group not written for [`DEBOUNCE`] at once
+//! (a single label change converges in one round trip), a group written more recently [`DEBOUNCE`] after
+//! that write, so the rest of a burst (a rollout) lands in one write per group. The spacing is per group:
+//! a rollout in one namespace never holds back another group's change. A group's status holds the first [`MAX_INLINE_MEMBERS`] members; the
 //! rest go to `DynamicAddressGroupShard` objects `<group>-<n>` owned by the group.
 
 use std::collections::HashMap;
@@ -26,8 +27,8 @@ use serde_json::json;
 use crate::Context;
 use crate::index::GroupView;
 
-/// The shortest time between two write passes: changes arriving sooner after a pass wait for the next,
-/// so a burst lands in one write per group.
+/// The shortest time between two writes of one group: its changes arriving sooner after a write wait for
+/// the next, so a burst lands in one write per group.
 pub const DEBOUNCE: Duration = Duration::from_millis(15);
 /// Most group writes in flight at once.
 const CONCURRENT_WRITES: usize = 16;
@@ -156,17 +157,38 @@ pub fn status_differs(
 /// Writes the status of dirty groups until the operator stops.
 pub async fn run_status_writer(ctx: Arc<Context>) {
     let mut written: HashMap<String, Desired> = HashMap::new();
-    let mut last_pass: Option<tokio::time::Instant> = None;
+    // When each group was last written (its pass started).
+    let mut last_write: HashMap<String, tokio::time::Instant> = HashMap::new();
+    // Dirty groups held back until DEBOUNCE after their last write.
+    let mut held: HashMap<String, tokio::time::Instant> = HashMap::new();
     loop {
-        ctx.groups_dirty.notified().await;
-        if let Some(last) = last_pass {
-            // Returns at once when the previous pass is more than DEBOUNCE ago.
-            tokio::time::sleep_until(last + DEBOUNCE).await;
+        match held.values().min().copied() {
+            // A notification that arrives while the sleep wins is kept by `Notify` for the next wait.
+            Some(due) => tokio::select! {
+                () = ctx.groups_dirty.notified() => {}
+                () = tokio::time::sleep_until(due) => {}
+            },
+            None => ctx.groups_dirty.notified().await,
         }
-        last_pass = Some(tokio::time::Instant::now());
-        let dirty = ctx.index_write().take_dirty_groups();
+        let now = tokio::time::Instant::now();
+        let mut candidates = ctx.index_write().take_dirty_groups();
+        candidates.extend(held.drain().map(|(name, _)| name));
+        candidates.sort_unstable();
+        candidates.dedup();
+        let mut dirty = Vec::with_capacity(candidates.len());
+        for name in candidates {
+            match last_write.get(&name) {
+                Some(&at) if now < at + DEBOUNCE => {
+                    held.insert(name, at + DEBOUNCE);
+                }
+                _ => dirty.push(name),
+            }
+        }
         if dirty.is_empty() {
             continue;
+        }
+        for name in &dirty {
+            last_write.insert(name.clone(), now);
         }
         let started = Instant::now();
         let work: Vec<(String, DynamicAddressGroup, Desired)> = {
@@ -218,6 +240,7 @@ pub async fn run_status_writer(ctx: Arc<Context>) {
         {
             let index = ctx.index_read();
             written.retain(|name, _| index.group(name).is_some());
+            last_write.retain(|name, _| index.group(name).is_some());
             for name in index.group_names() {
                 if let Some(view) = index.group(name) {
                     ctx.metrics.group_size(name, view.member_count());
@@ -503,6 +526,59 @@ mod tests {
             assert_eq!(failures(&ctx, "throttled").as_deref(), Some("1"));
             assert_eq!(failures(&ctx, "conflict"), None);
             assert_eq!(status_writes(&ctx).as_deref(), Some("1"));
+            writer.abort();
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_write_of_one_group_never_holds_back_another_groups_change() {
+            let (client, mut api) = fixtures::client();
+            let (store, mut cache) = reflector::store();
+            let (g, h) = (group("g", "app = x"), group("h", "app = y"));
+            cache.apply_watcher_event(&watcher::Event::Apply(g.clone()));
+            cache.apply_watcher_event(&watcher::Event::Apply(h.clone()));
+            let ctx = Arc::new(Context::for_tests(client, store));
+            {
+                let mut index = ctx.index_write();
+                index.apply_group("g", &g.spec);
+                index.apply_pod("ns", pod("a", 0x0a00_0001));
+            }
+            ctx.groups_dirty.notify_one();
+            let writer = tokio::spawn(run_status_writer(ctx.clone()));
+            let started = Instant::now();
+            let first = api.expect(Method::PATCH, STATUS_PATH).await;
+            let object = patched(&g, &first.body);
+            first.ok(&object);
+
+            // Right after g's write: group h appears with a member, and another pod joins g.
+            let mut b = pod("b", 0x0a00_0002);
+            b.labels = Box::new([("app".into(), "y".into())]);
+            ctx.index_write().apply_group("h", &h.spec);
+            ctx.index_write().apply_pod("ns", b);
+            ctx.index_write().apply_pod("ns", pod("c", 0x0a00_0003));
+            ctx.groups_dirty.notify_one();
+            let second = api
+                .expect(
+                    Method::PATCH,
+                    "/apis/airlock.dev/v1alpha1/dynamicaddressgroups/h/status",
+                )
+                .await;
+            assert!(
+                started.elapsed() < DEBOUNCE,
+                "h waited for g's debounce: {:?}",
+                started.elapsed()
+            );
+            assert_eq!(second.body["status"]["memberCount"], 1);
+            let object = patched(&h, &second.body);
+            second.ok(&object);
+            let third = api.expect(Method::PATCH, STATUS_PATH).await;
+            assert!(
+                started.elapsed() >= DEBOUNCE,
+                "g was written twice within its debounce"
+            );
+            assert_eq!(third.body["status"]["memberCount"], 2);
+            let object = patched(&g, &third.body);
+            third.ok(&object);
+            api.expect_no_call(Duration::from_secs(30)).await;
             writer.abort();
         }
 
