@@ -165,7 +165,8 @@ pub struct PromptInjection {
     /// Also score each text with the built-in classifier, a linear model learned from labelled attacks and
     /// hard negatives that catches paraphrases no phrase rule was written for (about 10 microseconds per
     /// 4 KB). Its findings are reported as `injection.classifier`; on a text it is confident is benign it
-    /// also drops the phrase rules' weaker findings (never structural ones). Default: true.
+    /// also drops the phrase rules' weaker findings (never structural ones). It does not judge the
+    /// application's own system prompt (the phrase rules still read it). Default: true.
     #[serde(default = "default_true")]
     pub classifier: bool,
 }
