@@ -32,6 +32,8 @@ use crate::index::GroupView;
 pub const DEBOUNCE: Duration = Duration::from_millis(15);
 /// Most group writes in flight at once.
 const CONCURRENT_WRITES: usize = 16;
+/// Groups with at most this many members are written before the larger ones of the same pass.
+const SMALL_STATUS_MEMBERS: i32 = 100;
 /// The field manager of the operator's writes.
 pub const FIELD_MANAGER: &str = "airlock-operator";
 
@@ -207,24 +209,13 @@ pub async fn run_status_writer(ctx: Arc<Context>) {
                 })
                 .collect()
         };
-        let results: Vec<(String, Option<Desired>)> = futures::stream::iter(work)
-            .map(|(name, group, desired)| {
-                let previous = written.get(&name).cloned();
-                let ctx = ctx.clone();
-                async move {
-                    match write_group(&ctx, &group, &desired, previous.as_ref()).await {
-                        Ok(()) => (name, Some(desired)),
-                        Err(error) => {
-                            ctx.metrics.reconcile_failure("group", error.metric_label());
-                            tracing::warn!(group = %name, %error, "writing group status failed; will retry");
-                            (name, None)
-                        }
-                    }
-                }
-            })
-            .buffer_unordered(CONCURRENT_WRITES)
-            .collect()
-            .await;
+        // Small statuses first, on their own: a large status costs the API server and etcd far more, and
+        // written alongside it a small group's change would wait behind it.
+        let (small, large): (Vec<_>, Vec<_>) = work
+            .into_iter()
+            .partition(|(_, _, desired)| desired.status.member_count <= SMALL_STATUS_MEMBERS);
+        let mut results = write_wave(&ctx, &written, small).await;
+        results.extend(write_wave(&ctx, &written, large).await);
         let mut retry = false;
         for (name, outcome) in results {
             match outcome {
@@ -256,6 +247,33 @@ pub async fn run_status_writer(ctx: Arc<Context>) {
             });
         }
     }
+}
+
+/// Writes `work` (group name, group, desired) with at most [`CONCURRENT_WRITES`] in flight; the desired
+/// state of each group written, `None` for each that failed.
+async fn write_wave(
+    ctx: &Arc<Context>,
+    written: &HashMap<String, Desired>,
+    work: Vec<(String, DynamicAddressGroup, Desired)>,
+) -> Vec<(String, Option<Desired>)> {
+    futures::stream::iter(work)
+        .map(|(name, group, desired)| {
+            let previous = written.get(&name).cloned();
+            let ctx = ctx.clone();
+            async move {
+                match write_group(&ctx, &group, &desired, previous.as_ref()).await {
+                    Ok(()) => (name, Some(desired)),
+                    Err(error) => {
+                        ctx.metrics.reconcile_failure("group", error.metric_label());
+                        tracing::warn!(group = %name, %error, "writing group status failed; will retry");
+                        (name, None)
+                    }
+                }
+            }
+        })
+        .buffer_unordered(CONCURRENT_WRITES)
+        .collect()
+        .await
 }
 
 async fn write_group(
