@@ -601,6 +601,45 @@ mod tests {
         }
 
         #[tokio::test(start_paused = true)]
+        async fn small_statuses_are_written_before_large_ones() {
+            let (client, mut api) = fixtures::client();
+            let (store, mut cache) = reflector::store();
+            let (g, big) = (group("g", "app = x"), group("big", "app = y"));
+            cache.apply_watcher_event(&watcher::Event::Apply(g.clone()));
+            cache.apply_watcher_event(&watcher::Event::Apply(big.clone()));
+            let ctx = Arc::new(Context::for_tests(client, store));
+            {
+                let mut index = ctx.index_write();
+                index.apply_group("big", &big.spec);
+                index.apply_group("g", &g.spec);
+                index.apply_pod("ns", pod("a", 0x0a00_0001));
+                for i in 0..=SMALL_STATUS_MEMBERS as u32 {
+                    let mut p = pod(&format!("y{i}"), 0x0a01_0000 + i);
+                    p.labels = Box::new([("app".into(), "y".into())]);
+                    index.apply_pod("ns", p);
+                }
+            }
+            ctx.groups_dirty.notify_one();
+            let writer = tokio::spawn(run_status_writer(ctx.clone()));
+            let first = api.expect(Method::PATCH, STATUS_PATH).await;
+            // The large group waits until the small one's write is answered.
+            api.expect_no_call(Duration::from_secs(1)).await;
+            let object = patched(&g, &first.body);
+            first.ok(&object);
+            let second = api
+                .expect(
+                    Method::PATCH,
+                    "/apis/airlock.dev/v1alpha1/dynamicaddressgroups/big/status",
+                )
+                .await;
+            assert_eq!(second.body["status"]["memberCount"], SMALL_STATUS_MEMBERS + 1);
+            let object = patched(&big, &second.body);
+            second.ok(&object);
+            api.expect_no_call(Duration::from_secs(30)).await;
+            writer.abort();
+        }
+
+        #[tokio::test(start_paused = true)]
         async fn a_change_after_a_quiet_spell_is_written_at_once_and_a_burst_in_one_write() {
             let (ctx, mut api, writer, g) = writer_for_group_g();
             let started = Instant::now();
