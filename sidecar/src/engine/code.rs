@@ -298,14 +298,13 @@ const SPECS: &[Spec] = &[
         // A program reads a credential file and sends it off, in either order, over a few lines.
         "code.credential_theft",
         0.85,
-        r"(?:\.aws/credentials|\.ssh/id_(?:rsa|dsa|ecdsa|ed25519)|\.git-credentials|\.kube/config|/etc/shadow|\.docker/config\.json|\.netrc)(?s-u:.){0,400}(?:requests\.(?:post|put)|urlopen|fetch\s*\(|axios\.post|http\.post|invoke-webrequest|invoke-restmethod)|(?:requests\.(?:post|put)|urlopen|fetch\s*\(|axios\.post|http\.post|invoke-webrequest|invoke-restmethod)(?s-u:.){0,300}(?:\.aws/credentials|\.ssh/id_(?:rsa|dsa|ecdsa|ed25519)|\.git-credentials|\.kube/config|/etc/shadow|\.docker/config\.json|\.netrc)",
+        r"(?:\.aws/credentials|\.ssh/id_(?:rsa|dsa|ecdsa|ed25519)|\.git-credentials|\.kube/config|/etc/shadow|\.docker/config\.json)(?s-u:.){0,400}(?:requests\.(?:post|put)|urlopen|fetch\s*\(|axios\.post|http\.post|invoke-webrequest|invoke-restmethod)|(?:requests\.(?:post|put)|urlopen|fetch\s*\(|axios\.post|http\.post|invoke-webrequest|invoke-restmethod)(?s-u:.){0,300}(?:\.aws/credentials|\.ssh/id_(?:rsa|dsa|ecdsa|ed25519)|\.git-credentials|\.kube/config|/etc/shadow|\.docker/config\.json)",
         &[
             "credentials",
             ".ssh/id_",
             ".kube/config",
             "/etc/shadow",
             ".docker/config",
-            ".netrc",
         ],
     ),
     (
@@ -576,6 +575,7 @@ mod tests {
             "data = base64.b64decode(blob)\nprint(data.decode())",
             "rm -rf ~/.cache/pip ~/Downloads/tmp-build",
             "rm -rf ./build ~/project/dist",
+            "requests reads ~/.netrc when no auth is given: requests.post(url, json=body) then just works",
         ] {
             assert!(names(benign).is_empty(), "{benign}: {:?}", names(benign));
         }

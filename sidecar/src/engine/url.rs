@@ -200,18 +200,16 @@ fn ascii_impersonation(host: &str, brands: &HashMap<String, Vec<String>>) -> Opt
         .flat_map(|l| l.split('-'))
         .filter(|t| !t.is_empty())
         .collect();
-    // `paypal.com.verify.info`, or `usps.com-redelivery.xyz`: a label that is a TLD, or starts with one and
-    // a hyphen, right after another label, so the host reads as a different domain up to that point.
+    // `paypal.com.verify.info`, or `usps.com-redelivery.xyz`: a label that is a TLD, or starts with `com-`,
+    // right after another label, so the host reads as a different domain up to that point. (Only `com-`:
+    // real hosts start labels with `co-op`, `de-cix`, `net-a-porter`.)
     let posing = (labels.len() >= 4
         && labels[1..labels.len() - 2]
             .iter()
             .any(|l| POSING_TLDS.contains(l)))
         || labels.len() >= 3
             && labels[..labels.len() - 1].windows(2).any(|pair| {
-                pair[0] != "www"
-                    && pair[1]
-                        .split_once('-')
-                        .is_some_and(|(tld, rest)| POSING_TLDS.contains(&tld) && !rest.is_empty())
+                pair[0] != "www" && pair[1].strip_prefix("com-").is_some_and(|rest| !rest.is_empty())
             });
     let mut score: Option<f32> = posing.then_some(0.8);
     for t in &tokens {
@@ -651,6 +649,9 @@ mod tests {
             "https://my-github-notes.dev/",
             "https://www.com-tech.example/contact",
             "https://support.discord.com/hc/en-us",
+            "https://shop.co-op.co.uk/offers",
+            "https://api.de-cix.net/status",
+            "https://shop.net-a-porter.com/en-gb",
         ] {
             assert!(default_flags(t).is_empty(), "{t}: {:?}", default_flags(t));
         }
