@@ -32,8 +32,6 @@ use crate::index::GroupView;
 pub const DEBOUNCE: Duration = Duration::from_millis(15);
 /// Most group writes in flight at once.
 const CONCURRENT_WRITES: usize = 16;
-/// Groups with at most this many members are written before the larger ones of the same pass.
-const SMALL_STATUS_MEMBERS: i32 = 100;
 /// The field manager of the operator's writes.
 pub const FIELD_MANAGER: &str = "airlock-operator";
 
@@ -209,13 +207,24 @@ pub async fn run_status_writer(ctx: Arc<Context>) {
                 })
                 .collect()
         };
-        // Small statuses first, on their own: a large status costs the API server and etcd far more, and
-        // written alongside it a small group's change would wait behind it.
-        let (small, large): (Vec<_>, Vec<_>) = work
-            .into_iter()
-            .partition(|(_, _, desired)| desired.status.member_count <= SMALL_STATUS_MEMBERS);
-        let mut results = write_wave(&ctx, &written, small).await;
-        results.extend(write_wave(&ctx, &written, large).await);
+        let results: Vec<(String, Option<Desired>)> = futures::stream::iter(work)
+            .map(|(name, group, desired)| {
+                let previous = written.get(&name).cloned();
+                let ctx = ctx.clone();
+                async move {
+                    match write_group(&ctx, &group, &desired, previous.as_ref()).await {
+                        Ok(()) => (name, Some(desired)),
+                        Err(error) => {
+                            ctx.metrics.reconcile_failure("group", error.metric_label());
+                            tracing::warn!(group = %name, %error, "writing group status failed; will retry");
+                            (name, None)
+                        }
+                    }
+                }
+            })
+            .buffer_unordered(CONCURRENT_WRITES)
+            .collect()
+            .await;
         let mut retry = false;
         for (name, outcome) in results {
             match outcome {
@@ -247,33 +256,6 @@ pub async fn run_status_writer(ctx: Arc<Context>) {
             });
         }
     }
-}
-
-/// Writes `work` (group name, group, desired) with at most [`CONCURRENT_WRITES`] in flight; the desired
-/// state of each group written, `None` for each that failed.
-async fn write_wave(
-    ctx: &Arc<Context>,
-    written: &HashMap<String, Desired>,
-    work: Vec<(String, DynamicAddressGroup, Desired)>,
-) -> Vec<(String, Option<Desired>)> {
-    futures::stream::iter(work)
-        .map(|(name, group, desired)| {
-            let previous = written.get(&name).cloned();
-            let ctx = ctx.clone();
-            async move {
-                match write_group(&ctx, &group, &desired, previous.as_ref()).await {
-                    Ok(()) => (name, Some(desired)),
-                    Err(error) => {
-                        ctx.metrics.reconcile_failure("group", error.metric_label());
-                        tracing::warn!(group = %name, %error, "writing group status failed; will retry");
-                        (name, None)
-                    }
-                }
-            }
-        })
-        .buffer_unordered(CONCURRENT_WRITES)
-        .collect()
-        .await
 }
 
 async fn write_group(
@@ -596,45 +578,6 @@ mod tests {
             assert_eq!(third.body["status"]["memberCount"], 2);
             let object = patched(&g, &third.body);
             third.ok(&object);
-            api.expect_no_call(Duration::from_secs(30)).await;
-            writer.abort();
-        }
-
-        #[tokio::test(start_paused = true)]
-        async fn small_statuses_are_written_before_large_ones() {
-            let (client, mut api) = fixtures::client();
-            let (store, mut cache) = reflector::store();
-            let (g, big) = (group("g", "app = x"), group("big", "app = y"));
-            cache.apply_watcher_event(&watcher::Event::Apply(g.clone()));
-            cache.apply_watcher_event(&watcher::Event::Apply(big.clone()));
-            let ctx = Arc::new(Context::for_tests(client, store));
-            {
-                let mut index = ctx.index_write();
-                index.apply_group("big", &big.spec);
-                index.apply_group("g", &g.spec);
-                index.apply_pod("ns", pod("a", 0x0a00_0001));
-                for i in 0..=SMALL_STATUS_MEMBERS as u32 {
-                    let mut p = pod(&format!("y{i}"), 0x0a01_0000 + i);
-                    p.labels = Box::new([("app".into(), "y".into())]);
-                    index.apply_pod("ns", p);
-                }
-            }
-            ctx.groups_dirty.notify_one();
-            let writer = tokio::spawn(run_status_writer(ctx.clone()));
-            let first = api.expect(Method::PATCH, STATUS_PATH).await;
-            // The large group waits until the small one's write is answered.
-            api.expect_no_call(Duration::from_secs(1)).await;
-            let object = patched(&g, &first.body);
-            first.ok(&object);
-            let second = api
-                .expect(
-                    Method::PATCH,
-                    "/apis/airlock.dev/v1alpha1/dynamicaddressgroups/big/status",
-                )
-                .await;
-            assert_eq!(second.body["status"]["memberCount"], SMALL_STATUS_MEMBERS + 1);
-            let object = patched(&big, &second.body);
-            second.ok(&object);
             api.expect_no_call(Duration::from_secs(30)).await;
             writer.abort();
         }
