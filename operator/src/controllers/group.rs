@@ -8,7 +8,7 @@
 //! a rollout in one namespace never holds back another group's change. A group's status holds the first [`MAX_INLINE_MEMBERS`] members; the
 //! rest go to `DynamicAddressGroupShard` objects `<group>-<n>` owned by the group.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -160,9 +160,14 @@ pub async fn run_status_writer(ctx: Arc<Context>) {
     // When each group was last written (its pass started).
     let mut last_write: HashMap<String, tokio::time::Instant> = HashMap::new();
     // Dirty groups held back until DEBOUNCE after their last write.
-    let mut held: HashMap<String, tokio::time::Instant> = HashMap::new();
+    let mut held: HashSet<String> = HashSet::new();
     loop {
-        match held.values().min().copied() {
+        let due = held
+            .iter()
+            .filter_map(|name| last_write.get(name))
+            .min()
+            .map(|&at| at + DEBOUNCE);
+        match due {
             // A notification that arrives while the sleep wins is kept by `Notify` for the next wait.
             Some(due) => tokio::select! {
                 () = ctx.groups_dirty.notified() => {}
@@ -172,14 +177,14 @@ pub async fn run_status_writer(ctx: Arc<Context>) {
         }
         let now = tokio::time::Instant::now();
         let mut candidates = ctx.index_write().take_dirty_groups();
-        candidates.extend(held.drain().map(|(name, _)| name));
+        candidates.extend(held.drain());
         candidates.sort_unstable();
         candidates.dedup();
         let mut dirty = Vec::with_capacity(candidates.len());
         for name in candidates {
             match last_write.get(&name) {
                 Some(&at) if now < at + DEBOUNCE => {
-                    held.insert(name, at + DEBOUNCE);
+                    held.insert(name);
                 }
                 _ => dirty.push(name),
             }
@@ -439,10 +444,25 @@ mod tests {
             tokio::task::JoinHandle<()>,
             DynamicAddressGroup,
         ) {
+            writer_for_group_g_caching(&[])
+        }
+
+        /// [`writer_for_group_g`], with `others` also cached (not yet indexed).
+        fn writer_for_group_g_caching(
+            others: &[&DynamicAddressGroup],
+        ) -> (
+            Arc<Context>,
+            ApiServer,
+            tokio::task::JoinHandle<()>,
+            DynamicAddressGroup,
+        ) {
             let (client, api) = fixtures::client();
             let (store, mut cache) = reflector::store();
             let g = group("g", "app = x");
             cache.apply_watcher_event(&watcher::Event::Apply(g.clone()));
+            for other in others {
+                cache.apply_watcher_event(&watcher::Event::Apply((*other).clone()));
+            }
             let ctx = Arc::new(Context::for_tests(client, store));
             {
                 let mut index = ctx.index_write();
@@ -531,19 +551,8 @@ mod tests {
 
         #[tokio::test(start_paused = true)]
         async fn a_write_of_one_group_never_holds_back_another_groups_change() {
-            let (client, mut api) = fixtures::client();
-            let (store, mut cache) = reflector::store();
-            let (g, h) = (group("g", "app = x"), group("h", "app = y"));
-            cache.apply_watcher_event(&watcher::Event::Apply(g.clone()));
-            cache.apply_watcher_event(&watcher::Event::Apply(h.clone()));
-            let ctx = Arc::new(Context::for_tests(client, store));
-            {
-                let mut index = ctx.index_write();
-                index.apply_group("g", &g.spec);
-                index.apply_pod("ns", pod("a", 0x0a00_0001));
-            }
-            ctx.groups_dirty.notify_one();
-            let writer = tokio::spawn(run_status_writer(ctx.clone()));
+            let h = group("h", "app = y");
+            let (ctx, mut api, writer, g) = writer_for_group_g_caching(&[&h]);
             let started = Instant::now();
             let first = api.expect(Method::PATCH, STATUS_PATH).await;
             let object = patched(&g, &first.body);
