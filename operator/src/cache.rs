@@ -152,6 +152,7 @@ pub async fn watch_groups(
                     .collect();
                 for name in gone {
                     index.delete_group(&name);
+                    ctx.metrics.forget_group(&name);
                 }
                 drop(index);
                 synced.send_modify(|s| s.groups = true);

@@ -2,11 +2,12 @@
 //! bounded number of writes.
 //!
 //! The index marks a group dirty when a pod joins, leaves or changes IPs or readiness. The writer wakes
-//! on a change and writes every dirty group concurrently: a group not written for [`DEBOUNCE`] at once
+//! on a change and starts a write for every dirty group: a group not written for [`DEBOUNCE`] at once
 //! (a single label change converges in one round trip), a group written more recently [`DEBOUNCE`] after
-//! that write, so the rest of a burst (a rollout) lands in one write per group. The spacing is per group:
-//! a rollout in one namespace never holds back another group's change. A group's status holds the first [`MAX_INLINE_MEMBERS`] members; the
-//! rest go to `DynamicAddressGroupShard` objects `<group>-<n>` owned by the group.
+//! that write, so the rest of a burst (a rollout) lands in one write per group. Each group's write runs on
+//! its own and the spacing is per group: neither a rollout in one namespace nor a slow write of a large
+//! status holds back another group's change. A group's status holds the first [`MAX_INLINE_MEMBERS`]
+//! members; the rest go to `DynamicAddressGroupShard` objects `<group>-<n>` owned by the group.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -154,110 +155,102 @@ pub fn status_differs(
     current != Some(desired)
 }
 
+/// A failed write is retried no sooner than this after it failed.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
 /// Writes the status of dirty groups until the operator stops.
+///
+/// Each group's write is its own task: a slow write (a large status, a busy API server) holds back only
+/// later changes of that group, never another group's. A group is written by one write at a time; a
+/// change that arrives while it is in flight is written after it, no sooner than [`DEBOUNCE`] after the
+/// write began (or [`RETRY_AFTER`] after it failed).
 pub async fn run_status_writer(ctx: Arc<Context>) {
     let mut written: HashMap<String, Desired> = HashMap::new();
-    // When each group was last written (its pass started).
-    let mut last_write: HashMap<String, tokio::time::Instant> = HashMap::new();
-    // Dirty groups held back until DEBOUNCE after their last write.
+    // The earliest time each group may be written again: DEBOUNCE after its last write began, or
+    // RETRY_AFTER after a failed one.
+    let mut not_before: HashMap<String, tokio::time::Instant> = HashMap::new();
+    // Dirty groups waiting: for their time, for their write in flight, or for a free write slot.
     let mut held: HashSet<String> = HashSet::new();
+    let mut in_flight: HashSet<String> = HashSet::new();
+    let mut writes = futures::stream::FuturesUnordered::new();
     loop {
-        let due = held
-            .iter()
-            .filter_map(|name| last_write.get(name))
-            .min()
-            .map(|&at| at + DEBOUNCE);
-        match due {
-            // A notification that arrives while the sleep wins is kept by `Notify` for the next wait.
-            Some(due) => tokio::select! {
-                () = ctx.groups_dirty.notified() => {}
-                () = tokio::time::sleep_until(due) => {}
-            },
-            None => ctx.groups_dirty.notified().await,
+        // Groups waiting for their own write or for a free slot are woken by a write's completion.
+        let due = if writes.len() >= CONCURRENT_WRITES {
+            None
+        } else {
+            held.iter()
+                .filter(|name| !in_flight.contains(*name))
+                .filter_map(|name| not_before.get(name))
+                .min()
+                .copied()
+        };
+        tokio::select! {
+            // A notification that arrives while another branch wins is kept by `Notify` for the next wait.
+            () = ctx.groups_dirty.notified() => {}
+            () = tokio::time::sleep_until(due.unwrap_or_else(tokio::time::Instant::now)), if due.is_some() => {}
+            Some((name, outcome)) = writes.next(), if !writes.is_empty() => {
+                in_flight.remove(&name);
+                match outcome {
+                    Some(desired) => {
+                        written.insert(name, desired);
+                    }
+                    None => {
+                        not_before.insert(name.clone(), tokio::time::Instant::now() + RETRY_AFTER);
+                        held.insert(name);
+                    }
+                }
+            }
         }
         let now = tokio::time::Instant::now();
         let mut candidates = ctx.index_write().take_dirty_groups();
         candidates.extend(held.drain());
         candidates.sort_unstable();
         candidates.dedup();
-        let mut dirty = Vec::with_capacity(candidates.len());
-        for name in candidates {
-            match last_write.get(&name) {
-                Some(&at) if now < at + DEBOUNCE => {
-                    held.insert(name);
-                }
-                _ => dirty.push(name),
-            }
-        }
-        if dirty.is_empty() {
+        if candidates.is_empty() {
             continue;
         }
-        for name in &dirty {
-            last_write.insert(name.clone(), now);
-        }
-        let started = Instant::now();
-        let work: Vec<(String, DynamicAddressGroup, Desired)> = {
-            let index = ctx.index_read();
-            let now = Time(k8s_openapi::jiff::Timestamp::now());
-            dirty
-                .into_iter()
-                .filter_map(|name| {
-                    let group = ctx
-                        .stores
-                        .groups
-                        .get(&kube::runtime::reflector::ObjectRef::new(&name))?;
-                    let view = index.group(&name)?;
-                    let desired = desired(&group, view, now.clone());
-                    Some((name, (*group).clone(), desired))
-                })
-                .collect()
-        };
-        let results: Vec<(String, Option<Desired>)> = futures::stream::iter(work)
-            .map(|(name, group, desired)| {
-                let previous = written.get(&name).cloned();
-                let ctx = ctx.clone();
-                async move {
-                    match write_group(&ctx, &group, &desired, previous.as_ref()).await {
-                        Ok(()) => (name, Some(desired)),
-                        Err(error) => {
-                            ctx.metrics.reconcile_failure("group", error.metric_label());
-                            tracing::warn!(group = %name, %error, "writing group status failed; will retry");
-                            (name, None)
-                        }
-                    }
-                }
-            })
-            .buffer_unordered(CONCURRENT_WRITES)
-            .collect()
-            .await;
-        let mut retry = false;
-        for (name, outcome) in results {
-            match outcome {
-                Some(desired) => {
-                    written.insert(name, desired);
-                }
-                None => {
-                    ctx.index_write().mark_dirty(&name);
-                    retry = true;
-                }
+        let index = ctx.index_read();
+        // Forget deleted groups (their deletion does not mark them dirty).
+        written.retain(|name, _| index.group(name).is_some());
+        not_before.retain(|name, _| index.group(name).is_some() || in_flight.contains(name));
+        let stamp = Time(k8s_openapi::jiff::Timestamp::now());
+        for name in candidates {
+            let waiting = in_flight.contains(&name)
+                || writes.len() >= CONCURRENT_WRITES
+                || not_before.get(&name).is_some_and(|&at| now < at);
+            if waiting {
+                held.insert(name);
+                continue;
             }
-        }
-        {
-            let index = ctx.index_read();
-            written.retain(|name, _| index.group(name).is_some());
-            last_write.retain(|name, _| index.group(name).is_some());
-            for name in index.group_names() {
-                if let Some(view) = index.group(name) {
-                    ctx.metrics.group_size(name, view.member_count());
-                }
-            }
-        }
-        ctx.metrics.reconciled("group", started.elapsed());
-        if retry {
+            let cached = ctx
+                .stores
+                .groups
+                .get(&kube::runtime::reflector::ObjectRef::new(&name));
+            let (Some(group), Some(view)) = (cached, index.group(&name)) else {
+                // Deleted (or not cached yet: its watch event marks it dirty again).
+                written.remove(&name);
+                not_before.remove(&name);
+                continue;
+            };
+            ctx.metrics.group_size(&name, view.member_count());
+            let desired = desired(&group, view, stamp.clone());
+            let previous = written.get(&name).cloned();
+            not_before.insert(name.clone(), now + DEBOUNCE);
+            in_flight.insert(name.clone());
             let ctx = ctx.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                ctx.groups_dirty.notify_one();
+            let group = (*group).clone();
+            writes.push(async move {
+                let started = Instant::now();
+                let outcome = match write_group(&ctx, &group, &desired, previous.as_ref()).await {
+                    Ok(()) => Some(desired),
+                    Err(error) => {
+                        ctx.metrics.reconcile_failure("group", error.metric_label());
+                        tracing::warn!(group = %name, %error, "writing group status failed; will retry");
+                        None
+                    }
+                };
+                ctx.metrics.reconciled("group", started.elapsed());
+                (name, outcome)
             });
         }
     }
@@ -588,6 +581,44 @@ mod tests {
             let object = patched(&g, &third.body);
             third.ok(&object);
             api.expect_no_call(Duration::from_secs(30)).await;
+            writer.abort();
+        }
+
+        #[tokio::test(start_paused = true)]
+        async fn a_slow_write_of_one_group_never_holds_back_another_groups_change() {
+            let h = group("h", "app = y");
+            let (ctx, mut api, writer, g) = writer_for_group_g_caching(&[&h]);
+            // g's write is sent and the API server sits on it.
+            let slow = api.expect(Method::PATCH, STATUS_PATH).await;
+            assert_eq!(slow.body["status"]["memberCount"], 1);
+
+            // Meanwhile group h appears with a member, and another pod joins g.
+            let mut b = pod("b", 0x0a00_0002);
+            b.labels = Box::new([("app".into(), "y".into())]);
+            ctx.index_write().apply_group("h", &h.spec);
+            ctx.index_write().apply_pod("ns", b);
+            ctx.index_write().apply_pod("ns", pod("c", 0x0a00_0003));
+            ctx.groups_dirty.notify_one();
+            let other = api
+                .expect(
+                    Method::PATCH,
+                    "/apis/airlock.dev/v1alpha1/dynamicaddressgroups/h/status",
+                )
+                .await;
+            assert_eq!(other.body["status"]["memberCount"], 1);
+            let object = patched(&h, &other.body);
+            other.ok(&object);
+            // g is written by one write at a time: its new member waits for the slow write's answer.
+            api.expect_no_call(Duration::from_secs(5)).await;
+            let object = patched(&g, &slow.body);
+            slow.ok(&object);
+
+            let next = api.expect(Method::PATCH, STATUS_PATH).await;
+            assert_eq!(next.body["status"]["memberCount"], 2);
+            let object = patched(&g, &next.body);
+            next.ok(&object);
+            api.expect_no_call(Duration::from_secs(30)).await;
+            assert_eq!(status_writes(&ctx).as_deref(), Some("3"));
             writer.abort();
         }
 
