@@ -342,8 +342,10 @@ fn blind_set_10_holds_its_floor() {
 /// saw each other's work. Scored before anything changed: injection recall 0.772 (125 of 162) at 3.8 % FPR
 /// (10 of 261); url 0.488 (21 of 43) at 1.1 %; code 0.875 (21 of 24) at 1.8 %. After the changes decided
 /// beforehand: the official-installer list (code 0.875 at 0.8 %), the new phrase rows (0.778 at 3.8 %), and
-/// the classifier re-fitted with the framing set and set 10: 0.784 (127 of 162) at 3.4 % (9 of 261). The
-/// floors leave two examples of room.
+/// the classifier re-fitted with the framing set and set 10: 0.784 (127 of 162) at 3.4 % (9 of 261). Two
+/// of its misses, Traditional Chinese overrides, then led to Traditional characters folding to Simplified
+/// ones (0.796 at 3.4 %; no longer blind for that change). The floors leave two examples of room from
+/// 0.784.
 #[test]
 fn blind_set_11_holds_its_floor() {
     let examples = load(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/heldout/set11"));
