@@ -85,6 +85,50 @@ const WELL_KNOWN: &[&str] = &[
     "epicgames.com",
     "spotify.com",
     "ebay.com",
+    // Banks, post offices, government and shopping services phishing imitates outside the US.
+    "correos.es",
+    "itau.com.br",
+    "bradesco.com.br",
+    "nubank.com.br",
+    "mercadolivre.com.br",
+    "mercadolibre.com",
+    "gosuslugi.ru",
+    "sberbank.ru",
+    "tinkoff.ru",
+    "onlinesbi.sbi",
+    "sbi.co.in",
+    "hdfcbank.com",
+    "icicibank.com",
+    "paytm.com",
+    "bankofchina.com",
+    "icbc.com.cn",
+    "alipay.com",
+    "taobao.com",
+    "rakuten.co.jp",
+    "laposte.fr",
+    "posteitaliane.it",
+    "royalmail.com",
+    "postnl.nl",
+    "auspost.com.au",
+    "canadapost.ca",
+    "hmrc.gov.uk",
+    "santander.com",
+    "bbva.es",
+    "caixabank.es",
+    "hsbc.com",
+    "barclays.co.uk",
+    "revolut.com",
+    "booking.com",
+    "airbnb.com",
+    "walmart.com",
+    "zoom.us",
+    "office365.com",
+    "steampowered.com",
+    "playstation.com",
+    "telegram.org",
+    "tiktok.com",
+    "yahoo.com",
+    "stripe.com",
 ];
 
 /// Brand names that are also everyday words: they never make a host look like an impersonation.
@@ -137,7 +181,52 @@ const PHISH_WORDS: &[&str] = &[
     "airdrop",
     "free",
     "download",
+    "kyc",
+    "sso",
+    "portal",
+    "benefits",
+    "sicherheit",
+    "pruefung",
+    "bestaetigung",
+    "atualizacao",
+    "cadastro",
+    "seguro",
+    "envios",
+    "pendiente",
+    "pago",
+    "pagamento",
+    "verificacion",
+    "verifica",
+    "conferma",
+    "bonus",
+    "cashback",
+    "lk",
+    "vhod",
 ];
+
+/// TLDs cheap to register and common in phishing: a brand in a host under one of them is flagged even
+/// without a phishing word (`bankofchina-cn.vip`).
+const ABUSED_TLDS: &[&str] = &[
+    "xyz", "top", "click", "site", "online", "vip", "cc", "pw", "shop", "icu", "buzz", "rest", "cfd", "sbs",
+    "lol", "cyou", "monster", "quest", "bond", "tk", "ml", "ga", "cf", "gq", "work", "support", "live",
+];
+
+/// Whether `a` becomes `b` by one insertion, deletion, substitution or swap of adjacent letters.
+fn one_edit_apart(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a == b || a.len().abs_diff(b.len()) > 1 {
+        return false;
+    }
+    let prefix = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+    let (ra, rb) = (&a[prefix..], &b[prefix..]);
+    match ra.len().cmp(&rb.len()) {
+        std::cmp::Ordering::Equal => {
+            ra[1..] == rb[1..] || (ra.len() >= 2 && ra[0] == rb[1] && ra[1] == rb[0] && ra[2..] == rb[2..])
+        }
+        std::cmp::Ordering::Greater => ra[1..] == *rb,
+        std::cmp::Ordering::Less => *ra == rb[1..],
+    }
+}
 
 /// TLDs that, as an inner label (`paypal.com.example.info`), make a host pose as another domain.
 const POSING_TLDS: &[&str] = &["com", "net", "org", "de", "fr", "gov", "edu", "co"];
@@ -212,15 +301,30 @@ fn ascii_impersonation(host: &str, brands: &HashMap<String, Vec<String>>) -> Opt
                 pair[0] != "www" && pair[1].strip_prefix("com-").is_some_and(|rest| !rest.is_empty())
             });
     let mut score: Option<f32> = posing.then_some(0.8);
+    let abused_tld = labels.last().is_some_and(|tld| ABUSED_TLDS.contains(tld));
     for t in &tokens {
         let (domains, spelled_alike) = match brands.get(*t) {
             Some(d) => (d, false),
             None if t.bytes().any(|b| b"013457".contains(&b)) || t.contains("rn") || t.contains("vv") => {
-                match brands.get(ascii_skeleton(t).as_str()) {
+                // Folded whole, or with a trailing number kept (`0ffice365` is `office365`).
+                let digits = t.len() - t.trim_end_matches(|c: char| c.is_ascii_digit()).len();
+                let (head, tail) = t.split_at(t.len() - digits);
+                let found = brands
+                    .get(ascii_skeleton(t).as_str())
+                    .or_else(|| brands.get(format!("{}{tail}", ascii_skeleton(head)).as_str()));
+                match found {
                     Some(d) => (d, true),
                     None => continue,
                 }
             }
+            // A long brand name one letter off inside the word (`steamcommunnity`, `dlscord`; not an
+            // ending added or dropped, as in `bookings`).
+            None if t.len() >= 7 => match brands.iter().find(|(b, _)| {
+                b.len() >= 7 && one_edit_apart(t, b) && !t.starts_with(b.as_str()) && !b.starts_with(*t)
+            }) {
+                Some((_, d)) => (d, true),
+                None => continue,
+            },
             None => continue,
         };
         if domains.iter().any(|d| is_domain_or_subdomain(host, d)) {
@@ -230,6 +334,8 @@ fn ascii_impersonation(host: &str, brands: &HashMap<String, Vec<String>>) -> Opt
             score = Some(0.9);
         } else if tokens.iter().any(|w| PHISH_WORDS.contains(w)) {
             score = Some(score.map_or(0.8, |s| s.max(0.8)));
+        } else if abused_tld {
+            score = Some(score.map_or(0.7, |s| s.max(0.7)));
         }
     }
     score
@@ -635,6 +741,16 @@ mod tests {
             "https://usps.com-redelivery-track.xyz/a8Kd",
             "https://paypal.com-resolution-center.info/case",
             "https://discord-gift-claim.example/nitro",
+            "https://sparkasse-de.sicherheit-pruefung.info/login",
+            "https://correos-es.envios-pendiente.xyz/pago",
+            "https://itau-atualizacao.cadastro-seguro.site/?cpf=",
+            "https://gosuslugi-lk.online/vhod?id=1",
+            "http://sbi-kyc-update.in.net/yono/login.php",
+            "http://bankofchina-cn.vip/jf",
+            "https://zoom-us-download.app-install.cc/ZoomInstaller.exe",
+            "https://steamcommunnity.com/tradeoffer/new/",
+            "https://dlscord-gift.ru/claim/8Jk2Pq",
+            "https://0ffice365-login.com/auth",
         ] {
             assert_eq!(default_flags(t), ["url.lookalike"], "{t}");
         }
@@ -652,6 +768,15 @@ mod tests {
             "https://shop.co-op.co.uk/offers",
             "https://api.de-cix.net/status",
             "https://shop.net-a-porter.com/en-gb",
+            "https://www.correos.es/es/es/herramientas/localizador",
+            "https://steamcommunity.com/id/someone",
+            "https://store.steampowered.com/app/730",
+            "https://discord.com/invite/rust-lang",
+            "https://www.itau.com.br/atendimento",
+            "https://zoom.us/j/123456789",
+            "https://zoomcamp-notes.xyz/week1",
+            "https://bookings-for-teams.com/portal",
+            "https://my-telegram-bot-docs.dev/",
         ] {
             assert!(default_flags(t).is_empty(), "{t}: {:?}", default_flags(t));
         }
