@@ -458,8 +458,10 @@ fn official_install(text: &str, start: usize, end: usize) -> bool {
     while let Some(at) = lines[from..].find("://") {
         let scheme_end = from + at;
         let scheme_start = lines[..scheme_end]
-            .rfind(|c: char| !c.is_ascii_alphanumeric())
-            .map_or(0, |p| p + 1);
+            .char_indices()
+            .rev()
+            .find(|&(_, c)| !c.is_ascii_alphanumeric())
+            .map_or(0, |(p, c)| p + c.len_utf8());
         let rest = &lines[scheme_end + 3..];
         let url = &rest[..rest
             .find(|c: char| c.is_whitespace() || matches!(c, '\'' | '"' | ')' | '(' | '`' | '|' | ';'))
@@ -550,6 +552,8 @@ mod tests {
             "Set-ExecutionPolicy Bypass -Scope Process -Force; iex ((New-Object System.Net.WebClient)\
              .DownloadString('https://community.chocolatey.org/install.ps1'))",
             "curl -LsSf https://astral.sh/uv/install.sh | sh",
+            // A character of several bytes right before the scheme is read past, not split.
+            "curl -fsSL 中https://sh.rustup.rs | sh",
         ] {
             assert_eq!(names(official), Vec::<&str>::new(), "{official}");
         }
