@@ -211,8 +211,19 @@ const ABUSED_TLDS: &[&str] = &[
     "lol", "cyou", "monster", "quest", "bond", "tk", "ml", "ga", "cf", "gq", "work", "support", "live",
 ];
 
-/// Whether `a` becomes `b` by one insertion, deletion, substitution or swap of adjacent letters.
-fn one_edit_apart(a: &str, b: &str) -> bool {
+/// Letters a typosquat swaps for each other because they look alike.
+const CONFUSABLE: &[(u8, u8)] = &[
+    (b'i', b'l'),
+    (b'i', b'j'),
+    (b'u', b'v'),
+    (b'n', b'm'),
+    (b'g', b'q'),
+];
+
+/// Whether `a` is a typosquat of `b` by one slip: a letter doubled (`steamcommunnity`), a letter dropped, two
+/// adjacent letters swapped, or a letter replaced by a look-alike (`dlscord`). Any other substitution is a
+/// different word (`finance` is not `binance`).
+fn typosquat_of(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
     if a == b || a.len().abs_diff(b.len()) > 1 {
         return false;
@@ -221,9 +232,17 @@ fn one_edit_apart(a: &str, b: &str) -> bool {
     let (ra, rb) = (&a[prefix..], &b[prefix..]);
     match ra.len().cmp(&rb.len()) {
         std::cmp::Ordering::Equal => {
-            ra[1..] == rb[1..] || (ra.len() >= 2 && ra[0] == rb[1] && ra[1] == rb[0] && ra[2..] == rb[2..])
+            let (x, y) = (ra[0], rb[0]);
+            let confusable = CONFUSABLE
+                .iter()
+                .any(|&(p, q)| (x, y) == (p, q) || (x, y) == (q, p));
+            (confusable && ra[1..] == rb[1..])
+                || (ra.len() >= 2 && ra[0] == rb[1] && ra[1] == rb[0] && ra[2..] == rb[2..])
         }
-        std::cmp::Ordering::Greater => ra[1..] == *rb,
+        // One letter more: only a doubled one.
+        std::cmp::Ordering::Greater => {
+            ra[1..] == *rb && (prefix > 0 && a[prefix - 1] == ra[0] || ra.get(1) == Some(&ra[0]))
+        }
         std::cmp::Ordering::Less => *ra == rb[1..],
     }
 }
@@ -320,7 +339,7 @@ fn ascii_impersonation(host: &str, brands: &HashMap<String, Vec<String>>) -> Opt
             // A long brand name one letter off inside the word (`steamcommunnity`, `dlscord`; not an
             // ending added or dropped, as in `bookings`).
             None if t.len() >= 7 => match brands.iter().find(|(b, _)| {
-                b.len() >= 7 && one_edit_apart(t, b) && !t.starts_with(b.as_str()) && !b.starts_with(*t)
+                b.len() >= 7 && typosquat_of(t, b) && !t.starts_with(b.as_str()) && !b.starts_with(*t)
             }) {
                 Some((_, d)) => (d, true),
                 None => continue,
@@ -777,6 +796,9 @@ mod tests {
             "https://zoomcamp-notes.xyz/week1",
             "https://bookings-for-teams.com/portal",
             "https://my-telegram-bot-docs.dev/",
+            "https://personal-finance.blog/budget",
+            "https://finance.example.org/report",
+            "https://outlock-hardware.com/locks",
         ] {
             assert!(default_flags(t).is_empty(), "{t}: {:?}", default_flags(t));
         }
