@@ -450,8 +450,7 @@ fn official_installers() -> &'static [&'static str] {
 /// official install scripts: at least one URL, every one https and on the list. The whole lines are read
 /// since a rule's match may stop before the URL (`sh -c "$(curl`, `iex (… .downloadstring`).
 fn official_install(text: &str, start: usize, end: usize) -> bool {
-    let line_start = text[..start].rfind('\n').map_or(0, |p| p + 1);
-    let line_end = text[end..].find('\n').map_or(text.len(), |p| end + p);
+    let (line_start, line_end) = line_bounds(text, start, end);
     let lines = &text[line_start..line_end];
     let mut urls = 0;
     let mut from = 0;
@@ -509,10 +508,16 @@ fn fenced_blocks(text: &str) -> Vec<(usize, usize)> {
     blocks
 }
 
-/// The match sits between backticks on one line.
-fn inline_code(text: &str, start: usize, end: usize) -> bool {
+/// Where the lines holding `start..end` begin and end (without their newlines).
+fn line_bounds(text: &str, start: usize, end: usize) -> (usize, usize) {
     let line_start = text[..start].rfind('\n').map_or(0, |p| p + 1);
     let line_end = text[end..].find('\n').map_or(text.len(), |p| end + p);
+    (line_start, line_end)
+}
+
+/// The match sits between backticks on one line.
+fn inline_code(text: &str, start: usize, end: usize) -> bool {
+    let (line_start, line_end) = line_bounds(text, start, end);
     text[line_start..start].matches('`').count() % 2 == 1 && text[end..line_end].contains('`')
 }
 
